@@ -1,0 +1,6 @@
+"""cnnlab — the classic convolutional networks made real."""
+
+from cnnlab.models import ModelInfo, create_model, list_models, model_info
+
+__all__ = ["ModelInfo", "create_model", "list_models", "model_info"]
+__version__ = "0.1.0"

@@ -1,0 +1,114 @@
+"""The model registry: every architecture is registered once, with its facts as data.
+
+``create_model(name, num_classes=..., in_chans=..., input_size=..., **kw)`` builds a model;
+arguments left as ``None`` are dropped so that a CLI default never overrides a model's default
+(timm's rule). ``model_info(name)`` returns the :class:`ModelInfo` the tests check the model
+against: paper, year, default input size, reference parameter count and multiply-adds.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from torch import nn
+
+from cnnlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts about one registered variant, as the paper (or torchvision) reports them."""
+
+    name: str  # registry name, e.g. "vgg16"
+    family: str  # "lenet", "alexnet", "vgg", "nin", "googlenet", "resnet", "convnext", "tdnn"
+    paper: str  # "Authors, Title" of the paper that defines the architecture
+    year: int  # publication year of that paper
+    input_size: tuple[int, ...]  # default input (C, H, W) or (C, L) for 1D models
+    num_classes: int  # classes of the default configuration the counts refer to
+    params: int | None  # trainable parameters of the default configuration (exact)
+    macs: int | None = None  # multiply-adds at input_size (conv/linear/matmul, no bias)
+    url: str = ""  # arXiv / DOI / publisher link
+    first_conv: str = ""  # module path of the first convolution (for in_chans surgery)
+    classifier: str = ""  # module path of the final classifier (for reset_classifier)
+    deviations: tuple[str, ...] = ()  # every departure from the paper, one sentence each
+    small_input: str = ""  # the documented rule used to adapt the model to small images
+    extra: dict = field(default_factory=dict)  # anything family specific (e.g. params_with_aux)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    fn: Callable[..., nn.Module]
+    info: ModelInfo
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(info: ModelInfo) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a constructor under ``info.name``; use as ``@register_model(ModelInfo(...))``."""
+
+    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if info.name in _REGISTRY:
+            raise ValueError(f"model {info.name!r} is registered twice")
+        if fn.__name__ != info.name:
+            raise ValueError(f"constructor {fn.__name__!r} must be named like its ModelInfo {info.name!r}")
+        _REGISTRY[info.name] = _Entry(fn, info)
+        return fn
+
+    return decorator
+
+
+def _entry(name: str) -> _Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"unknown model {name!r}.{hint} Run `cnnlab models` to list all {len(_REGISTRY)} models."
+        ) from None
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted names of the registered models, optionally filtered by a glob ``pattern``."""
+    import fnmatch
+
+    names = sorted(_REGISTRY)
+    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` of a registered model; unknown names list close matches."""
+    return _entry(name).info
+
+
+def create_model(
+    name: str,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    input_size: int | tuple[int, ...] | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a name from :func:`list_models`.
+        num_classes: outputs of the classifier (the paper's when ``None``).
+        in_chans: input channels (the paper's when ``None``).
+        input_size: spatial size the model will see (an int or (H, W)); families that cannot
+            take small images as published adapt by the rule in ``model_info(name).small_input``.
+        **kwargs: family options (e.g. ``aux_logits``, ``shortcut``, ``drop_path_rate``).
+            Options left as ``None`` are dropped, so the model's own default applies.
+    """
+    entry = _entry(name)
+    options = dict(num_classes=num_classes, in_chans=in_chans, input_size=input_size, **kwargs)
+    options = {k: v for k, v in options.items() if v is not None}
+    for key in ("num_classes", "in_chans"):
+        if key in options and (not isinstance(options[key], int) or options[key] < 1):
+            raise ConfigError(f"{key} must be a positive integer, got {options[key]!r}")
+    return entry.fn(**options)
