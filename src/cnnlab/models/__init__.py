@@ -3,5 +3,7 @@
 from cnnlab.models import lenet  # noqa: F401  (registers lenet5, lenet5_modern)
 from cnnlab.models.base import ConvNet
 from cnnlab.models.registry import ModelInfo, create_model, list_models, model_info, register_model
+from cnnlab.models.weights import load_state_dict_file, load_torchvision_weights
 
-__all__ = ["ConvNet", "ModelInfo", "create_model", "list_models", "model_info", "register_model"]
+__all__ = ["ConvNet", "ModelInfo", "create_model", "list_models", "model_info", "register_model",
+           "load_state_dict_file", "load_torchvision_weights"]
