@@ -39,7 +39,7 @@ class SparseConv2d(nn.Module):
             self.bias.uniform_(-1, 1).mul_(2.4 / fan_in.float())
 
     def dense_weight(self) -> torch.Tensor:
-        """The equivalent dense kernel (out_chs, in_chs, k, k), zero where there is no connection."""
+        """The equivalent dense kernel (out_chs, in_chs, k, k), zero where nothing connects."""
         k = self.kernel_size
         dense = self.weight.new_zeros(self.out_chs, self.in_chs, k, k)
         return dense.index_put((self.out_index, self.in_index), self.weight)
@@ -48,4 +48,5 @@ class SparseConv2d(nn.Module):
         return F.conv2d(x, self.dense_weight(), self.bias)
 
     def extra_repr(self) -> str:
-        return f"{self.in_chs}, {self.out_chs}, kernel_size={self.kernel_size}, connections={len(self.weight)}"
+        return (f"{self.in_chs}, {self.out_chs}, kernel_size={self.kernel_size}, "
+                f"connections={len(self.weight)}")
