@@ -111,4 +111,11 @@ def create_model(
     for key in ("num_classes", "in_chans"):
         if key in options and (not isinstance(options[key], int) or options[key] < 1):
             raise ConfigError(f"{key} must be a positive integer, got {options[key]!r}")
-    return entry.fn(**options)
+    model = entry.fn(**options)
+    if input_size is not None:  # fail now, naming the layer, rather than in the first forward
+        from cnnlab.models.base import check_input_size
+
+        ndim = len(entry.info.input_size) - 1
+        size = (input_size,) * ndim if isinstance(input_size, int) else tuple(input_size)[-ndim:]
+        check_input_size(model, (1, options.get("in_chans", entry.info.input_size[0]), *size))
+    return model
