@@ -15,7 +15,7 @@ import sys
 from cnnlab.errors import CnnlabError
 
 # Subcommand modules, in the order ``cnnlab --help`` lists them.
-COMMANDS = ["models"]
+COMMANDS = ["models", "train", "evaluate"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,203 @@
+"""Data sets: in-memory uint8 tensors for the MNIST family and scikit-learn's 8x8 digits.
+
+Fashion-MNIST (and MNIST) are found, in order (DESIGN.md):
+1. ``data_dir`` / the ``CNNLAB_DATA`` environment variable,
+2. the user cache ``~/.cache/cnnlab``,
+3. Debian's package (``/usr/share/datasets/<name>``, e.g. ``dataset-fashion-mnist``),
+4. a download from the official source into the user cache, when the network allows;
+otherwise a :class:`~cnnlab.errors.DataError` that says how to get the files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cnnlab.data.idx import read_idx
+from cnnlab.errors import ConfigError, DataError
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+DEBIAN_ROOT = Path("/usr/share/datasets")
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@dataclass(frozen=True)
+class IdxSpec:
+    """Where an IDX data set lives and what it holds."""
+
+    name: str  # the name users type: "fashion-mnist"
+    classes: tuple[str, ...]  # class names, index = label
+    url: str  # official download location (files end in .gz)
+    debian_package: str  # Debian package that ships it, "" if none
+    mean: float  # training-set pixel mean in [0, 1] (for normalisation)
+    std: float  # training-set pixel standard deviation in [0, 1]
+
+
+IDX_DATASETS: dict[str, IdxSpec] = {
+    "fashion-mnist": IdxSpec("fashion-mnist", FASHION_MNIST_CLASSES,
+                             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                             "dataset-fashion-mnist", mean=0.2860, std=0.3530),
+    "mnist": IdxSpec("mnist", tuple(str(d) for d in range(10)),
+                     "https://storage.googleapis.com/cvdf-datasets/mnist/", "", 0.1307, 0.3081),
+}
+DATASET_NAMES = (*IDX_DATASETS, "digits")
+
+
+@dataclass
+class InMemoryDataset:
+    """A whole split as one uint8 tensor (N, C, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor  # (N,) int64
+    classes: tuple[str, ...]  # class names, index = label
+    name: str  # data set name, e.g. "fashion-mnist"
+    mean: tuple[float, ...]  # per-channel mean of the training split, in [0, 1]
+    std: tuple[float, ...]  # per-channel std of the training split, in [0, 1]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def subset(self, index: torch.Tensor) -> InMemoryDataset:
+        """The examples at ``index`` (a long tensor or boolean mask), same classes and stats."""
+        return InMemoryDataset(self.images[index], self.labels[index], self.classes, self.name,
+                               self.mean, self.std)
+
+
+def _candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
+    roots = []
+    explicit = data_dir or os.environ.get("CNNLAB_DATA")
+    if explicit:
+        roots.append(Path(explicit).expanduser())
+    roots += [cache_dir(), DEBIAN_ROOT]
+    return [d for root in roots for d in (root / name, root)]
+
+
+def cache_dir() -> Path:
+    """The user cache, ``$XDG_CACHE_HOME/cnnlab`` or ``~/.cache/cnnlab``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cnnlab"
+
+
+def _find_file(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_idx_dir(name: str, data_dir: str | Path | None = None, download: bool = True) -> Path:
+    """The first directory (in the documented order) holding all four IDX files of ``name``."""
+    spec = _spec(name)
+    stems = [s for pair in IDX_FILES.values() for s in pair]
+    searched = _candidate_dirs(name, data_dir)
+    for directory in searched:
+        if all(_find_file(directory, s) for s in stems):
+            return directory
+    if download:
+        return _download(spec, cache_dir() / name)
+    raise _missing(spec, searched)
+
+
+def _missing(spec: IdxSpec, searched: list[Path], reason: str = "") -> DataError:
+    how = [f"set CNNLAB_DATA (or --data-dir) to a folder with the four IDX files of {spec.name}"]
+    if spec.debian_package:
+        how.insert(0, f"`sudo apt-get install {spec.debian_package}` (files go to "
+                      f"{DEBIAN_ROOT / spec.name})")
+    where = ", ".join(str(d) for d in dict.fromkeys(searched))
+    because = f" The download from {spec.url} failed: {reason}." if reason else ""
+    return DataError(f"{spec.name} not found (looked in {where}).{because} "
+                     f"To get it: {'; or '.join(how)}.")
+
+
+def _download(spec: IdxSpec, target: Path) -> Path:
+    """Fetch the four gzipped IDX files into ``target``; each file lands atomically."""
+    target.mkdir(parents=True, exist_ok=True)
+    for stem in (s for pair in IDX_FILES.values() for s in pair):
+        if _find_file(target, stem):
+            continue
+        url = f"{spec.url}{stem}.gz"
+        try:
+            with urllib.request.urlopen(url, timeout=15) as response, tempfile.NamedTemporaryFile(
+                dir=target, delete=False, suffix=".part"
+            ) as tmp:
+                shutil.copyfileobj(response, tmp)
+            os.replace(tmp.name, target / f"{stem}.gz")
+        except OSError as err:
+            if "tmp" in locals() and os.path.exists(tmp.name):
+                os.unlink(tmp.name)
+            raise _missing(spec, _candidate_dirs(spec.name, None), str(err)) from None
+    return target
+
+
+def _spec(name: str) -> IdxSpec:
+    if name not in IDX_DATASETS:
+        raise ConfigError(f"unknown data set {name!r}; choose one of {', '.join(DATASET_NAMES)}")
+    return IDX_DATASETS[name]
+
+
+def load_idx_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
+                     download: bool = True) -> InMemoryDataset:
+    """Load one split ("train" or "test") of an IDX data set as an :class:`InMemoryDataset`."""
+    spec = _spec(name)
+    if split not in IDX_FILES:
+        raise ConfigError(f"unknown split {split!r}; choose 'train' or 'test'")
+    directory = find_idx_dir(name, data_dir, download)
+    image_path, label_path = (_find_file(directory, stem) for stem in IDX_FILES[split])
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{image_path} and {label_path} do not match: images {tuple(images.shape)}, "
+                        f"labels {tuple(labels.shape)} (expected (N, H, W) and (N,))")
+    if labels.numel() and int(labels.max()) >= len(spec.classes):
+        raise DataError(f"{label_path} holds label {int(labels.max())} but {name} has "
+                        f"{len(spec.classes)} classes")
+    return InMemoryDataset(images.unsqueeze(1).contiguous(), labels.long(), spec.classes, name,
+                           (spec.mean,), (spec.std,))
+
+
+def load_digits(split: str = "train", test_fraction: float = 0.25, seed: int = 0) -> InMemoryDataset:
+    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes) as uint8 in [0, 255].
+
+    The split is a fixed, seeded permutation: ``test_fraction`` of the images form "test".
+    """
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ImportError as err:
+        raise DataError("the 8x8 digits come with scikit-learn: pip install scikit-learn") from err
+    bunch = sk_load_digits()
+    images = torch.from_numpy(bunch.images * (255.0 / 16.0)).round().to(torch.uint8).unsqueeze(1)
+    labels = torch.from_numpy(bunch.target).long()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    n_test = round(len(labels) * test_fraction)
+    index = order[n_test:] if split == "train" else order[:n_test]
+    train = images[order[n_test:]].float() / 255
+    return InMemoryDataset(images[index].contiguous(), labels[index], tuple(map(str, range(10))),
+                           "digits", (train.mean().item(),), (train.std().item(),))
+
+
+def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
+                 download: bool = True) -> InMemoryDataset:
+    """Load a named data set split: ``fashion-mnist``, ``mnist`` or ``digits``."""
+    if name == "digits":
+        return load_digits(split)
+    return load_idx_dataset(name, split, data_dir, download)

@@ -1,0 +1,77 @@
+"""Device and numeric precision: what runs where, chosen once and reported to the user.
+
+On CPUs with bf16 support (AVX-512 BF16 / AMX), bf16 autocast with channels_last convolutions
+runs several times faster than fp32 NCHW (BENCHMARKS.md); ``auto`` picks it there. On CUDA,
+``auto`` picks bf16 where the GPU supports it, else fp16 with a gradient scaler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from cnnlab.errors import ConfigError
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Precision:
+    device: torch.device  # where the model runs
+    name: str  # fp32, bf16 or fp16
+    channels_last: bool  # memory format of images and convolution weights
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES[self.name]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast for bf16/fp16; a no-op for fp32."""
+        if self.name == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def describe(self) -> str:
+        layout = "channels_last" if self.channels_last else "NCHW"
+        amp = "fp32" if self.name == "fp32" else f"{self.name} autocast"
+        return f"{self.device.type} · {amp} · {layout}"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def cpu_supports_bf16() -> bool:
+    """True when oneDNN has fast bf16 kernels on this CPU (AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(device: str | torch.device = "auto", precision: str = "auto",
+                      channels_last: bool | None = None) -> Precision:
+    """Pick the fastest correct numeric path for ``device`` unless told otherwise."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    if precision == "auto":
+        if dev.type == "cuda":
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if cpu_supports_bf16() else "fp32"
+    if precision not in _DTYPES:
+        raise ConfigError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+    if precision == "fp16" and dev.type == "cpu":
+        raise ConfigError("fp16 autocast is for GPUs; on the CPU use --precision bf16 or fp32")
+    if channels_last is None:
+        channels_last = precision != "fp32" or dev.type == "cuda"
+    return Precision(dev, precision, channels_last)

@@ -1,0 +1,115 @@
+"""Run directories and checkpoints, always written atomically (temp file, then rename).
+
+A run directory holds ``config.json``, ``metrics.csv`` (one row per epoch), ``model.safetensors``
+(weights) and ``state.pt`` (optimizer/scheduler/progress, loaded with ``weights_only=True``).
+A process killed at any moment leaves either the previous or the next complete file, never half.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from cnnlab.errors import ConfigError, DataError
+from cnnlab.train.config import RunConfig
+
+METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
+                   "images_per_s", "elapsed_s")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode())
+
+
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """Save the state dict as safetensors, atomically (contiguous CPU copies, no pickle)."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    return atomic_write_bytes(path, save(state))
+
+
+def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no weights at {str(path)!r}")
+    model.load_state_dict(load_file(str(path)), strict=strict)
+    return model
+
+
+def save_state(state: dict, path: str | Path) -> Path:
+    """Save optimizer/scheduler/progress state with torch.save, atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_state(path: str | Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def write_metrics(path: str | Path, rows: list[dict]) -> Path:
+    """Rewrite ``metrics.csv`` with all rows so far (atomic; one row per epoch)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, out.getvalue())
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    """The :class:`RunConfig` saved in a run directory."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a cnnlab run directory (no config.json); "
+                          f"pass the --out directory of a `cnnlab train` run")
+    try:
+        return RunConfig.from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON: {err}") from None
+
+
+def load_run_model(run_dir: str | Path, map_location: str = "cpu") -> tuple[RunConfig, nn.Module]:
+    """Rebuild the model of a run directory from its config and load ``model.safetensors``."""
+    from cnnlab.models import create_model
+
+    config = load_run_config(run_dir)
+    weights = Path(run_dir) / "model.safetensors"
+    if not weights.is_file():
+        raise ConfigError(f"{str(run_dir)!r} has no model.safetensors yet: the run has not "
+                          f"finished an epoch (resume it with `cnnlab train --resume {run_dir}`)")
+    model = create_model(**config.model.create_kwargs())
+    load_weights(model, weights)
+    return config, model.to(map_location).eval()
