@@ -49,7 +49,8 @@ def test_write_then_read_round_trip(tmp_path, dtype, name):
 def test_truncated_file_names_file_and_problem(tmp_path):
     path = tmp_path / "train-images-idx3-ubyte"
     path.write_bytes(_idx_bytes(0x08, (10, 28, 28), bytes(100)))
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*truncated.*needs 7856 bytes, file has 116"):
+    # 16 header bytes + 10*28*28 pixels = 7856 bytes expected
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*truncated.*7856 bytes, file has 116"):
         read_idx(path)
 
 

@@ -1,0 +1,91 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cnnlab.errors import ConfigError
+from cnnlab.train import RunConfig, Trainer, apply_overrides, load_run_model, read_metrics
+from cnnlab.train.checkpoint import METRICS_COLUMNS
+from cnnlab.train.trainer import lr_factor
+
+
+def _config(**train):
+    config = RunConfig()
+    config.model.name = "lenet5_modern"
+    config.train.epochs = 4
+    config.train.batch_size = 32
+    config.train.lr = 0.05
+    config.train.precision = "fp32"
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return config
+
+
+def test_training_reduces_loss_and_writes_the_run(tmp_path, tiny_dataset):
+    train_set, test_set = tiny_dataset
+    trainer = Trainer(_config(), tmp_path / "run", train_set, test_set, progress=False, log=None)
+    history = trainer.fit()
+    assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
+    assert history[-1]["test_acc"] > 0.5  # 10 classes: chance is 0.1
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.csv",
+                                                      "model.safetensors", "state.pt"]
+    rows = read_metrics(run / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert (run / "metrics.csv").read_text().splitlines()[0] == ",".join(METRICS_COLUMNS)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["name"] == "lenet5_modern" and saved["model"]["num_classes"] == 10
+    config, model = load_run_model(run)
+    for key, value in trainer.model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value)
+    assert set(load_file(run / "model.safetensors")) == set(trainer.model.state_dict())
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_dataset):
+    def weights(seed, name):
+        trainer = Trainer(_config(epochs=1, seed=seed), tmp_path / name, *tiny_dataset,
+                          progress=False, log=None)
+        trainer.fit()
+        return trainer.model.state_dict()
+
+    a, b, c = weights(1, "a"), weights(1, "b"), weights(2, "c")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_adamw_and_no_decay_on_biases(tmp_path, tiny_dataset):
+    trainer = Trainer(_config(epochs=1, optimizer="adamw", lr=2e-3), tmp_path, *tiny_dataset,
+                      progress=False, log=None)
+    decay, no_decay = trainer.optimizer.param_groups
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
+    assert all(p.ndim > 1 for p in decay["params"]) and no_decay["weight_decay"] == 0
+    assert all(p.ndim == 1 for p in no_decay["params"])
+
+
+def test_cosine_schedule_with_warmup():
+    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, "cosine") == pytest.approx(0.0)
+    assert lr_factor(50, 100, 0, "constant") == 1.0
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path, tiny_dataset):
+    trainer = Trainer(_config(epochs=1, lr=1e12, optimizer="sgd"), tmp_path, *tiny_dataset,
+                      progress=False, log=None)
+    with pytest.raises(ConfigError, match="lower the learning rate"):
+        trainer.fit()
+
+
+def test_overrides_are_checked():
+    config = RunConfig()
+    apply_overrides(config, ["train.lr=0.1", "train.nesterov=true", "model.input_size=32"])
+    assert (config.train.lr, config.train.nesterov, config.model.input_size) == (0.1, True, 32)
+    with pytest.raises(ConfigError, match="unknown config key 'train.lrr'"):
+        apply_overrides(config, ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="not a valid int"):
+        apply_overrides(config, ["train.epochs=many"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        apply_overrides(config, ["epochs"])
+    assert RunConfig.from_dict(config.to_dict()) == config
