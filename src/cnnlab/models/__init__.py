@@ -1,6 +1,6 @@
 """The model zoo: one file per family, each registering its variants with ``register_model``."""
 
-from cnnlab.models import alexnet, convnext, lenet, resnet, resnet_cifar, tdnn, vgg  # noqa: F401
+from cnnlab.models import alexnet, convnext, googlenet, inception, lenet, nin, resnet, resnet_cifar, tdnn, vgg  # noqa: F401  (registration)
 from cnnlab.models.base import ConvNet
 from cnnlab.models.registry import ModelInfo, create_model, list_models, model_info, register_model
 from cnnlab.models.weights import load_state_dict_file, load_torchvision_weights
