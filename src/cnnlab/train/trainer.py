@@ -42,9 +42,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
 
-def build_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, config: RunConfig,
+                    groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """SGD or AdamW over ``groups`` (default: :func:`param_groups`); a group's own ``lr`` wins."""
     t = config.train
-    groups = param_groups(model, t.weight_decay)
+    groups = groups if groups is not None else param_groups(model, t.weight_decay)
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov)
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.momentum, 0.999))
@@ -57,12 +59,16 @@ class Trainer:
         config: the run configuration (saved as ``config.json``).
         out: the run directory.
         train_set / test_set: data to use instead of loading ``config.data`` (tests, the lab).
+        model: a ready model to train instead of ``create_model(config.model)`` (transfer).
+        groups: optimizer parameter groups instead of the default decay / no-decay split
+            (e.g. discriminative learning rates: a smaller ``lr`` for the backbone).
         progress: show a live progress bar.
         log: where to print one-line messages (None: silent).
     """
 
     def __init__(self, config: RunConfig, out: str | Path, train_set: InMemoryDataset | None = None,
-                 test_set: InMemoryDataset | None = None, progress: bool = True, log=print) -> None:
+                 test_set: InMemoryDataset | None = None, progress: bool = True, log=print,
+                 model: nn.Module | None = None, groups: list[dict] | None = None) -> None:
         self.config = config.validate()
         self.out = Path(out)
         self.progress = progress
@@ -77,10 +83,11 @@ class Trainer:
         t = config.train
         self.precision = resolve_precision(t.device, t.precision, t.channels_last)
         torch.manual_seed(t.seed)
-        self.model = create_model(**m.create_kwargs()).to(self.precision.device)
+        model = model if model is not None else create_model(**m.create_kwargs())
+        self.model = model.to(self.precision.device)
         if self.precision.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(self.model, config)
+        self.optimizer = build_optimizer(self.model, config, groups)
         self.generator = torch.Generator().manual_seed(t.seed)
         self.loader = InMemoryLoader(self.train_set, t.batch_size, shuffle=True,
                                      generator=self.generator, device=self.precision.device)
