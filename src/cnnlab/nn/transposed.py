@@ -9,7 +9,6 @@ in its hand-written backward pass.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.nn.correlation import Pair, correlate2d, flip_transpose, insert_zeros, pair
@@ -36,16 +35,12 @@ def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     stride, padding, dilation = pair(stride), pair(padding), pair(dilation)
     output_padding = pair(output_padding)
     kh, kw = weight.shape[-2:]
-    z = insert_zeros(x, stride)  # (B, C_in, (H-1)s+1, (W-1)s+1)
     top = dilation[0] * (kh - 1) - padding[0]
     left = dilation[1] * (kw - 1) - padding[1]
-    if output_padding == (0, 0) and top >= 0 and left >= 0:
-        inner_pad = (top, left)  # symmetric: let the window extraction pad
-    else:
-        z = F.pad(z, (left, left + output_padding[1], top, top + output_padding[0]))
-        inner_pad = (0, 0)
+    border = (left, left + output_padding[1], top, top + output_padding[0])
+    z = insert_zeros(x, stride, border)  # (B, C_in, (H-1)s+1 + 2 top + op, ...)
     kernel = flip_transpose(weight, groups)  # (C_out, C_in/G, kh, kw), rotated 180 degrees
-    return correlate2d(z, kernel, bias, (1, 1), inner_pad, dilation, groups)
+    return correlate2d(z, kernel, bias, (1, 1), (0, 0), dilation, groups)
 
 
 class ExplicitConvTranspose2d(nn.ConvTranspose2d):
