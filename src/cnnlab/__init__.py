@@ -1,6 +1,7 @@
 """cnnlab — the classic convolutional networks made real."""
 
+from cnnlab.analysis import Summary, summary
 from cnnlab.models import ModelInfo, create_model, list_models, model_info
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info"]
+__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "Summary", "summary"]
 __version__ = "0.1.0"
