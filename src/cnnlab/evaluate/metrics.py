@@ -1,8 +1,14 @@
-"""Metrics on a test split: accuracy, loss and the confusion matrix."""
+"""Metrics on a test split: loss, top-1 and top-5 accuracy, per-class accuracy, the confusion
+matrix and the expected calibration error (:mod:`cnnlab.evaluate.calibration`).
+
+``evaluate_model(..., tta="10crop", crop_size=28)`` evaluates with test-time augmentation
+(:mod:`cnnlab.evaluate.tta`): the loss and every metric are then computed from the probabilities
+averaged over the views.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +17,7 @@ from torch import nn
 from cnnlab.data.datasets import InMemoryDataset
 from cnnlab.data.loader import InMemoryLoader
 from cnnlab.device import Precision, resolve_precision
+from cnnlab.evaluate.calibration import expected_calibration_error
 
 
 @dataclass
@@ -19,6 +26,9 @@ class EvalResult:
     accuracy: float  # top-1, in [0, 1]
     confusion: torch.Tensor  # (C, C) counts, rows = true class, columns = predicted
     classes: tuple[str, ...]  # class names
+    top5: float | None = None  # top-5 accuracy in [0, 1]; None when there are 5 classes or fewer
+    ece: float | None = None  # expected calibration error, 15 bins (calibration.py)
+    probs: torch.Tensor | None = field(default=None, repr=False)  # (N, C) predicted probabilities
 
     @property
     def per_class_accuracy(self) -> torch.Tensor:
@@ -33,6 +43,35 @@ class EvalResult:
             acc = self.per_class_accuracy[i].item() * 100
             lines.append(f"{names[i]:>{width}} " + " ".join(f"{v:>5d}" for v in row) + f" {acc:5.1f}")
         return "\n".join(lines)
+
+
+def summary_lines(result: EvalResult) -> list[str]:
+    """One line each: loss, top-1, top-5 (when defined) and ECE of an :class:`EvalResult`."""
+    lines = [f"test loss: {result.loss:.4f}"]
+    if result.top5 is not None:
+        lines.append(f"top-5 accuracy: {result.top5 * 100:.2f}%")
+    if result.ece is not None:
+        lines.append(f"expected calibration error (15 bins): {result.ece * 100:.2f}%")
+    lines.append(f"test accuracy: {result.accuracy * 100:.2f}%")
+    return lines
+
+
+def top_k_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Fraction of examples whose true label is among the ``k`` highest scores (N, C)."""
+    top = scores.topk(min(k, scores.shape[1]), dim=1).indices  # (N, k)
+    return (top == labels.view(-1, 1)).any(1).float().mean().item()
+
+
+def result_from_probabilities(probs: torch.Tensor, labels: torch.Tensor,
+                              classes: tuple[str, ...]) -> EvalResult:
+    """Every metric from predicted probabilities (N, C): loss = mean of -log p(true class)."""
+    probs = probs.float()
+    loss = -probs.gather(1, labels.view(-1, 1)).clamp(min=1e-12).log().mean().item()
+    predictions = probs.argmax(1)
+    top5 = top_k_accuracy(probs, labels, 5) if len(classes) > 5 else None
+    return EvalResult(loss, (predictions == labels).float().mean().item(),
+                      confusion_matrix(predictions, labels, len(classes)), classes, top5,
+                      expected_calibration_error(probs, labels), probs)
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -61,11 +100,20 @@ def predict_logits(model: nn.Module, dataset: InMemoryDataset, batch_size: int =
 
 
 def evaluate_model(model: nn.Module, dataset: InMemoryDataset, batch_size: int = 1000,
-                   precision: Precision | None = None) -> EvalResult:
-    """Loss, top-1 accuracy and confusion matrix of ``model`` on ``dataset``."""
-    logits = predict_logits(model, dataset, batch_size, precision)
-    labels = dataset.labels
-    loss = F.cross_entropy(logits, labels).item()
-    predictions = logits.argmax(1)
-    return EvalResult(loss, (predictions == labels).float().mean().item(),
-                      confusion_matrix(predictions, labels, dataset.num_classes), dataset.classes)
+                   precision: Precision | None = None, tta: str = "none",
+                   crop_size: int | None = None) -> EvalResult:
+    """Loss, top-1/top-5 accuracy, confusion matrix and ECE of ``model`` on ``dataset``.
+
+    With ``tta`` other than ``"none"``, each image's views (``crop_size``: default the images'
+    size) go through the model and the softmax probabilities are averaged over the views.
+    """
+    if tta == "none":
+        logits = predict_logits(model, dataset, batch_size, precision)
+        result = result_from_probabilities(logits.softmax(1), dataset.labels, dataset.classes)
+        result.loss = F.cross_entropy(logits, dataset.labels).item()  # exact, no clamping
+        return result
+    from cnnlab.evaluate.tta import average_probabilities, predict_view_logits
+
+    crop = crop_size or dataset.image_shape[-1]
+    logits = predict_view_logits(model, dataset, tta, crop, batch_size, precision)
+    return result_from_probabilities(average_probabilities(logits), dataset.labels, dataset.classes)

@@ -1,0 +1,125 @@
+"""Test-time augmentation: several views of each image, one forward pass, probabilities averaged.
+
+AlexNet (Krizhevsky et al., 2012, section 4.1) predicted with ten 224x224 patches — the four
+corners and the centre of the 256x256 image, and their horizontal reflections — averaging the
+softmax outputs. :func:`tta_views` builds those views; :func:`tta_probabilities` runs all views of
+a batch through the model as one batch of ``views * N`` images and averages the probabilities.
+
+Modes and views, in this order (``V`` views):
+
+* ``none``   (1): the images unchanged;
+* ``flip``   (2): the images, then their mirror images;
+* ``center`` (1): the centre crop;
+* ``5crop``  (5): top-left, top-right, bottom-left, bottom-right, centre crops;
+* ``10crop`` (10): the five crops, then their mirror images in the same order.
+
+A mirror image flips the **width** axis (the last one of NCHW), never the height.
+
+When the images are exactly ``crop_size`` (a 28x28 model on 28x28 Fashion-MNIST) there is nothing
+to crop, so the corner crops first pad the image by ``margin`` pixels of zeros (black, in raw pixel
+values — apply the views *before* normalising) on each side and crop ``crop_size`` back out: the
+corner views are the image shifted by ``margin`` pixels diagonally, the centre view is the image
+itself. This is the test-time twin of the usual "pad 4, random crop" training augmentation.
+Default margin: ``max(1, crop_size // 8)`` (3 pixels at 28, 4 at 32).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.errors import ConfigError, ShapeError
+
+TTA_MODES = ("none", "flip", "center", "5crop", "10crop")
+NUM_VIEWS = {"none": 1, "flip": 2, "center": 1, "5crop": 5, "10crop": 10}
+
+
+def _five_crops(images: torch.Tensor, crop: int) -> list[torch.Tensor]:
+    """[TL, TR, BL, BR, centre] crops of ``crop x crop`` from (N, C, H, W)."""
+    h, w = images.shape[-2:]
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return [images[..., :crop, :crop], images[..., :crop, w - crop:],
+            images[..., h - crop:, :crop], images[..., h - crop:, w - crop:],
+            images[..., top:top + crop, left:left + crop]]
+
+
+def tta_views(images: torch.Tensor, mode: str, crop_size: int,
+              margin: int | None = None) -> torch.Tensor:
+    """The test-time views of a batch: (N, C, H, W) -> (V, N, C, crop_size, crop_size).
+
+    Args:
+        images: raw pixel batch (uint8 or float), (N, C, H, W) with H, W >= crop_size.
+        mode: one of ``none``, ``flip``, ``center``, ``5crop``, ``10crop`` (module docstring).
+        crop_size: side of the crops, from the training recipe (the model's input size).
+        margin: zero padding used when H == W == crop_size (default ``max(1, crop_size // 8)``).
+    """
+    if mode not in TTA_MODES:
+        raise ConfigError(f"unknown TTA mode {mode!r}; choose one of {', '.join(TTA_MODES)}")
+    if images.ndim != 4:
+        raise ShapeError(f"tta_views expects a (N, C, H, W) batch, got shape {tuple(images.shape)}")
+    h, w = images.shape[-2:]
+    if h < crop_size or w < crop_size:
+        raise ShapeError(f"images of {h}x{w} are smaller than the crop size {crop_size}; "
+                         f"resize them to at least {crop_size}x{crop_size} first")
+    if mode == "none":
+        return images.unsqueeze(0)
+    if mode == "flip":
+        return torch.stack([images, images.flip(-1)])
+    crops = _five_crops(images, crop_size)
+    if mode == "center":
+        return crops[4].unsqueeze(0)
+    if h == crop_size and w == crop_size:  # nothing to crop: pad, then crop back to size
+        pad = max(1, crop_size // 8) if margin is None else margin
+        padded = F.pad(images, (pad, pad, pad, pad))  # zeros: black in raw pixel values
+        crops = _five_crops(padded, crop_size)
+    views = torch.stack(crops)  # (5, N, C, crop, crop)
+    if mode == "10crop":
+        views = torch.cat([views, views.flip(-1)])  # mirrors flip W, the last axis
+    return views.contiguous()
+
+
+@torch.no_grad()
+def tta_logits(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """Logits of every view in one forward pass: (V, N, C, h, w) normalised -> (V, N, classes)."""
+    v, n = views.shape[:2]
+    logits = model(views.reshape(v * n, *views.shape[2:]))  # (V*N, classes)
+    return logits.float().view(v, n, -1)
+
+
+def average_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """(V, N, classes) logits -> (N, classes): the mean over views of softmax(logits)."""
+    return logits.softmax(-1).mean(0)
+
+
+@torch.no_grad()
+def predict_view_logits(model: nn.Module, dataset, mode: str, crop_size: int,
+                        batch_size: int = 500, precision=None) -> torch.Tensor:
+    """Logits (V, N, classes) of every view of every image of an in-memory data set.
+
+    Batches of raw uint8 images are cut into views (:func:`tta_views`), normalised with the data
+    set's mean and std, and sent through ``model`` (in eval mode) as one batch of V * batch images.
+    """
+    from cnnlab.data.loader import normalize
+    from cnnlab.device import resolve_precision
+
+    precision = precision or resolve_precision("cpu", "fp32")
+    was_training = model.training
+    model.eval()
+    views_per_image = NUM_VIEWS[mode]
+    step = max(1, batch_size // views_per_image)  # keep V * step near batch_size
+    outputs = []
+    try:
+        for start in range(0, len(dataset), step):
+            raw = dataset.images[start:start + step].to(precision.device)  # (B, C, H, W) uint8
+            views = tta_views(raw, mode, crop_size)  # (V, B, C, h, w)
+            v, b = views.shape[:2]
+            batch = normalize(views.reshape(v * b, *views.shape[2:]), dataset.mean, dataset.std)
+            if precision.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with precision.autocast():
+                logits = model(batch).float()  # (V*B, classes): one forward pass for all views
+            outputs.append(logits.view(v, b, -1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs, dim=1)

@@ -1,0 +1,13 @@
+"""Transfer learning: load a trained network, replace its head, freeze, cache frozen features."""
+
+from cnnlab.transfer.cache import cache_key, cached_features, frozen_weights_hash, load_features
+from cnnlab.transfer.data import TargetSpec, parse_classes, resize_images, select_classes, to_channels
+from cnnlab.transfer.freeze import FREEZE_POLICIES, discriminative_groups, freeze, frozen_stage_names
+from cnnlab.transfer.head import split_for_cache, train_head
+from cnnlab.transfer.run import read_target, run_test_spec, transfer
+from cnnlab.transfer.source import load_source
+
+__all__ = ["FREEZE_POLICIES", "TargetSpec", "cache_key", "cached_features", "discriminative_groups",
+           "freeze", "frozen_stage_names", "frozen_weights_hash", "load_features", "load_source",
+           "parse_classes", "read_target", "resize_images", "run_test_spec", "select_classes",
+           "split_for_cache", "to_channels", "train_head", "transfer"]

@@ -1,0 +1,144 @@
+"""The feature cache: a frozen backbone's outputs, computed once and memory-mapped from disk.
+
+Frozen layers give the same output every epoch (seed 003), so computing them again each epoch is
+wasted work. :func:`cached_features` runs the frozen part once over the whole split, in batches,
+writes the result to a ``.npy`` file (float32, shape ``(V, N, *feature_shape)``; V = number of
+cached augmented views, 1 without augmentation) and returns it memory-mapped
+(``numpy.load(mmap_mode="c")`` -> ``torch.from_numpy``): head training then reads only the cache.
+
+The file name carries a SHA-256 key over everything the features depend on:
+
+* the frozen weights — every state-dict tensor outside ``stages()["head"]`` (name, dtype, shape,
+  bytes) and the model class;
+* the data — its name, number of images, image shape and a hash of the uint8 image bytes;
+* the transform — normalisation mean/std, the target spec (classes, size, channels), the cached
+  views (augmentation mode and crop size), the cache point and the numeric precision.
+
+Change any of them and the key changes, so a stale cache is never read; the old file stays
+until deleted (``--cache-dir`` is safe to wipe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.data.datasets import InMemoryDataset
+from cnnlab.data.loader import normalize
+from cnnlab.device import Precision, resolve_precision
+from cnnlab.evaluate.tta import NUM_VIEWS, tta_views
+
+
+def _hash_tensor(h, tensor: torch.Tensor) -> None:
+    t = tensor.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def head_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes of the modules in ``stages()["head"]``."""
+    head_ids = {id(m) for m in model.stages()["head"].modules()}
+    return tuple(f"{name}." for name, m in model.named_modules() if name and id(m) in head_ids)
+
+
+def frozen_weights_hash(model: nn.Module) -> str:
+    """SHA-256 over the model class and every state-dict tensor outside the head."""
+    h = hashlib.sha256(type(model).__name__.encode())
+    skip = head_prefixes(model)
+    for key, tensor in model.state_dict().items():
+        if not key.startswith(skip):
+            h.update(key.encode())
+            _hash_tensor(h, tensor)
+    return h.hexdigest()
+
+
+def data_hash(dataset: InMemoryDataset) -> str:
+    """SHA-256 over the data set's name, size, image shape and uint8 image bytes."""
+    h = hashlib.sha256(f"{dataset.name}|{len(dataset)}".encode())
+    _hash_tensor(h, dataset.images)
+    return h.hexdigest()
+
+
+def cache_key(model: nn.Module, dataset: InMemoryDataset, transform: dict) -> str:
+    """The cache key: frozen weights + data identity + transform (see the module docstring)."""
+    parts = dict(weights=frozen_weights_hash(model), data=data_hash(dataset),
+                 mean=list(dataset.mean), std=list(dataset.std), transform=transform)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+@torch.no_grad()
+def compute_features(extract: Callable[[torch.Tensor], torch.Tensor], dataset: InMemoryDataset,
+                     path: Path, views: str = "none", crop_size: int | None = None,
+                     batch_size: int = 256, precision: Precision | None = None) -> Path:
+    """Run ``extract`` over every image (and view) in batches; write (V, N, ...) float32 to ``path``.
+
+    The file is written under a temporary name and renamed when complete (atomic).
+    """
+    precision = precision or resolve_precision("cpu", "fp32")
+    crop = crop_size or dataset.image_shape[-1]
+    num_views = NUM_VIEWS[views]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    out = None
+    try:
+        for start in range(0, len(dataset), batch_size):
+            raw = dataset.images[start:start + batch_size].to(precision.device)  # (B, C, H, W) uint8
+            batch_views = tta_views(raw, views, crop)  # (V, B, C, h, w)
+            b = batch_views.shape[1]
+            x = normalize(batch_views.reshape(num_views * b, *batch_views.shape[2:]),
+                          dataset.mean, dataset.std)
+            if precision.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision.autocast():
+                feats = extract(x).float().cpu()  # (V*B, ...)
+            feats = feats.reshape(num_views, b, *feats.shape[1:])
+            if out is None:
+                shape = (num_views, len(dataset), *feats.shape[2:])
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            out[:, start:start + b] = feats.numpy()
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_features(path: str | Path) -> torch.Tensor:
+    """A cached feature file as a memory-mapped tensor (copy-on-write: never written back)."""
+    return torch.from_numpy(np.load(path, mmap_mode="c"))
+
+
+def cached_features(extract: Callable[[torch.Tensor], torch.Tensor], model: nn.Module,
+                    dataset: InMemoryDataset, cache_dir: str | Path, transform: dict,
+                    views: str = "none", crop_size: int | None = None, batch_size: int = 256,
+                    precision: Precision | None = None, log=None) -> tuple[torch.Tensor, bool]:
+    """The frozen features of ``dataset``, from the cache when its key matches, else computed.
+
+    Returns (features (V, N, ...) memory-mapped, True when read from an existing cache file).
+    """
+    precision = precision or resolve_precision("cpu", "fp32")
+    full = dict(transform, views=views, crop_size=crop_size, precision=precision.name,
+                channels_last=precision.channels_last)
+    key = cache_key(model, dataset, full)
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"{dataset.name}-{len(dataset)}-{key[:20]}.npy"
+    hit = path.is_file()
+    if not hit:
+        if log:
+            log(f"computing features of {len(dataset):,} {dataset.name} images "
+                f"({NUM_VIEWS[views]} view(s)) -> {path}")
+        compute_features(extract, dataset, path, views, crop_size, batch_size, precision)
+        meta = dict(full, key=key, data=dataset.name, images=len(dataset))
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    elif log:
+        log(f"reusing cached features {path}")
+    return load_features(path), hit

@@ -1,0 +1,119 @@
+"""Target data for transfer: pick classes, relabel them, and fit images to the model's input.
+
+The transform is part of the run (saved in ``transfer.json``) so that evaluation, prediction and
+the feature cache's key all apply exactly the same one:
+
+* **classes** — keep only the listed source labels and renumber them 0..k-1 in the order given
+  (e.g. Fashion-MNIST classes 5-9 become labels 0-4 of a 5-class task);
+* **size** — resize every image to ``size x size`` with bilinear interpolation and antialiasing
+  (``torchvision.transforms.v2.functional.resize``), on pixel values, rounded back to uint8
+  (sklearn's 8x8 digits become 28x28 for a Fashion-MNIST model);
+* **channels** — 1 -> 3 channels by repeating the grey channel; 3 -> 1 by the ITU-R 601 luma
+  ``0.299 R + 0.587 G + 0.114 B`` (what ``torchvision.io.ImageReadMode.GRAY`` uses).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from cnnlab.data.datasets import InMemoryDataset, load_dataset
+from cnnlab.errors import ConfigError
+
+
+def parse_classes(text: str | None) -> tuple[int, ...] | None:
+    """``"5-9"`` -> (5, 6, 7, 8, 9); ``"0,2,4"`` -> (0, 2, 4); ``None`` or ``""`` -> None."""
+    if not text:
+        return None
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            out += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    except ValueError:
+        raise ConfigError(f"--classes {text!r} must list labels like 5-9 or 0,2,4") from None
+    if len(set(out)) != len(out) or not out:
+        raise ConfigError(f"--classes {text!r} must name each class once")
+    return tuple(out)
+
+
+def select_classes(dataset: InMemoryDataset, classes: tuple[int, ...]) -> InMemoryDataset:
+    """Keep the examples whose label is in ``classes``; relabel ``classes[i]`` as ``i``."""
+    bad = [c for c in classes if not 0 <= c < dataset.num_classes]
+    if bad:
+        raise ConfigError(f"class {bad[0]} is not in {dataset.name} (labels 0-{dataset.num_classes - 1})")
+    remap = torch.full((dataset.num_classes,), -1, dtype=torch.long)
+    remap[list(classes)] = torch.arange(len(classes))
+    keep = remap[dataset.labels] >= 0
+    subset = dataset.subset(keep)
+    subset.labels = remap[subset.labels]
+    subset.classes = tuple(dataset.classes[c] for c in classes)
+    return subset
+
+
+def to_channels(images: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> (N, in_chans, H, W): repeat grey, or luma of RGB (ITU-R 601)."""
+    chans = images.shape[1]
+    if chans == in_chans:
+        return images
+    if chans == 1:
+        return images.expand(-1, in_chans, -1, -1).contiguous()
+    if chans == 3 and in_chans == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    raise ConfigError(f"cannot convert {chans}-channel images to the model's {in_chans} channels")
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), bilinear with antialiasing."""
+    if images.shape[-2:] == (size, size):
+        return images
+    out = TF.resize(images.float(), [size, size], antialias=True)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def _per_channel(stats: tuple[float, ...], chans: int) -> tuple[float, ...]:
+    """Per-channel statistics for ``chans`` channels (the channel average when they differ)."""
+    return stats if len(stats) == chans else (sum(stats) / len(stats),) * chans
+
+
+@dataclass
+class TargetSpec:
+    """What the transfer trained on: a data set, an optional class subset, the image transform."""
+
+    name: str  # data set name: fashion-mnist, mnist, digits
+    classes: tuple[int, ...] | None = None  # source labels kept, in new-label order; None: all
+    size: int | None = None  # images resized to size x size; None: unchanged
+    in_chans: int | None = None  # channels converted to this; None: unchanged
+    data_dir: str | None = None  # where the data set's files are
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> TargetSpec:
+        raw = dict(raw)
+        if raw.get("classes") is not None:
+            raw["classes"] = tuple(raw["classes"])
+        return cls(**raw)
+
+    def transform(self, dataset: InMemoryDataset) -> InMemoryDataset:
+        """Apply the class selection, channel conversion and resize to a loaded split."""
+        if self.classes is not None:
+            dataset = select_classes(dataset, self.classes)
+        images = dataset.images
+        if self.in_chans is not None:
+            images = to_channels(images, self.in_chans)
+        if self.size is not None:
+            images = resize_images(images, self.size)
+        if images is dataset.images:
+            return dataset
+        return InMemoryDataset(images.contiguous(), dataset.labels, dataset.classes, dataset.name,
+                               _per_channel(dataset.mean, images.shape[1]),
+                               _per_channel(dataset.std, images.shape[1]))
+
+    def load(self, split: str, download: bool = True) -> InMemoryDataset:
+        """Load ``split`` of the named data set and transform it."""
+        return self.transform(load_dataset(self.name, split, self.data_dir, download))
