@@ -23,10 +23,11 @@ from torch.autograd.function import once_differentiable
 
 from cnnlab.nn.correlation import Pair, correlate2d, pair, weight_gradient
 from cnnlab.nn.shapes import output_size
+from cnnlab.nn.sparse import SparseConv2d
 from cnnlab.nn.transposed import conv_transpose2d
 
-__all__ = ["Conv1dFunction", "Conv2dFunction", "ExplicitConv1d", "ExplicitConv2d", "conv1d",
-           "conv2d", "explicit"]
+__all__ = ["Conv1dFunction", "Conv2dFunction", "ExplicitConv1d", "ExplicitConv2d",
+           "ExplicitSparseConv2d", "conv1d", "conv2d", "explicit"]
 
 
 def _conv2d_backward(x: torch.Tensor, weight: torch.Tensor, grad_out: torch.Tensor,
@@ -160,8 +161,24 @@ class ExplicitConv1d(nn.Conv1d):
                                     self.groups)
 
 
-def _twin(conv: nn.Conv1d | nn.Conv2d, name: str) -> nn.Module:
+class ExplicitSparseConv2d(SparseConv2d):
+    """LeNet-5's C3 (:class:`SparseConv2d`) running :class:`Conv2dFunction` on its dense kernel.
+
+    The gradient of the dense kernel comes from the hand-written backward; autograd only routes
+    it back through the scatter to the connected kernels.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return Conv2dFunction.apply(x, self.dense_weight(), self.bias, (1, 1), (0, 0), (1, 1), 1)
+
+
+def _twin(conv: nn.Module, name: str) -> nn.Module:
     """An explicit layer with the same configuration that holds the *same* Parameter objects."""
+    if isinstance(conv, SparseConv2d):
+        twin = ExplicitSparseConv2d(conv.in_chs, conv.table, conv.kernel_size).to(conv.bias.device)
+        twin.weight, twin.bias = conv.weight, conv.bias
+        twin.train(conv.training)
+        return twin
     cls = ExplicitConv2d if isinstance(conv, nn.Conv2d) else ExplicitConv1d
     twin = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
@@ -176,15 +193,16 @@ def _twin(conv: nn.Conv1d | nn.Conv2d, name: str) -> nn.Module:
 
 
 def explicit(model: nn.Module) -> nn.Module:
-    """Replace every ``nn.Conv1d``/``nn.Conv2d`` in ``model`` (in place) by an explicit twin.
+    """Replace every ``nn.Conv1d``/``nn.Conv2d`` (and LeNet's ``SparseConv2d``) in ``model``, in
+    place, by an explicit twin.
 
     The twins share the original Parameter objects (an optimizer built before or after sees the
     same tensors), so the model trains on the hand-derived backward. Returns ``model``; a bare
     convolution passed in is returned as its twin.
     """
     def is_native(module: nn.Module) -> bool:
-        return (isinstance(module, (nn.Conv1d, nn.Conv2d))
-                and not isinstance(module, (ExplicitConv1d, ExplicitConv2d)))
+        return (isinstance(module, (nn.Conv1d, nn.Conv2d, SparseConv2d))
+                and not isinstance(module, (ExplicitConv1d, ExplicitConv2d, ExplicitSparseConv2d)))
 
     if is_native(model):
         return _twin(model, type(model).__name__)
