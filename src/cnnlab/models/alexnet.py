@@ -101,6 +101,7 @@ def guarded_features(model: nn.Module, features, x: torch.Tensor) -> torch.Tenso
         if x.dim() == 4 and x.device.type != "meta":
             from cnnlab.models.base import check_input_size
 
+            meta_output_shape(model, tuple(x.shape))  # in the current mode: aux heads too
             check_input_size(model, tuple(x.shape))
         raise
 

@@ -161,8 +161,12 @@ class GoogLeNet(ConvNet):
 
     def _forward(self, x: torch.Tensor, with_aux: bool
                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        return guarded_features(self, lambda t: self._body(t, with_aux), x)
+
+    def _body(self, x: torch.Tensor, with_aux: bool
+              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         with_aux = with_aux and self.aux_logits and self.training
-        x = guarded_features(self, self._stem, x)  # (B, 192, 28, 28)
+        x = self._stem(x)  # (B, 192, 28, 28)
         x = self.maxpool3(self.inception3b(self.inception3a(x)))  # (B, 480, 14, 14)
         x = self.inception4a(x)  # (B, 512, 14, 14)
         aux1 = self.aux1(x) if with_aux else None
