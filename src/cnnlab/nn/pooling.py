@@ -62,7 +62,8 @@ class LearnedLPPool2d(nn.Module):
         if init_p <= 1.0:
             raise ValueError(f"init_p must be > 1 (got {init_p}); p = 1 is average pooling")
         self.kernel_size, self.stride, self.eps = kernel_size, stride or kernel_size, eps
-        rho = torch.log(torch.expm1(torch.tensor(init_p - 1.0)))  # softplus^-1(p - 1)
+        excess = torch.tensor(init_p - 1.0, dtype=torch.float64)
+        rho = excess + torch.log(-torch.expm1(-excess))  # softplus^-1(p - 1), overflow-free
         self.rho = nn.Parameter(torch.full((channels,), float(rho)))
 
     def p(self) -> torch.Tensor:
