@@ -36,7 +36,8 @@ def _macs(model: nn.Module, shape: tuple[int, ...]) -> int:
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_params_match_torchvision_metadata(depth):
     meta = torchvision.models.get_model_weights(f"resnet{depth}").DEFAULT.meta
-    assert _count(_meta(f"resnet{depth}")) == meta["num_params"] == model_info(f"resnet{depth}").params
+    name = f"resnet{depth}"
+    assert _count(_meta(name)) == meta["num_params"] == model_info(name).params
 
 
 @pytest.mark.parametrize("depth", [18, 50, pytest.param(152, marks=pytest.mark.slow)])
@@ -67,7 +68,8 @@ def test_shortcut_options_change_only_the_shortcut_parameters():
     all 8 shortcuts (the extra 5 are identity-shaped 1x1 projections)."""
     b = 11_689_512
     transitions = sum(_projection_params(c, 2 * c) for c in (64, 128, 256))
-    identities = 2 * _projection_params(64, 64) + sum(_projection_params(c, c) for c in (128, 256, 512))
+    identities = 2 * _projection_params(64, 64) + sum(
+        _projection_params(c, c) for c in (128, 256, 512))
     assert _count(_meta("resnet18", shortcut="A")) == b - transitions
     assert _count(_meta("resnet18", shortcut="C")) == b + identities
     assert all(m.downsample is not None for m in _meta("resnet50", shortcut="C").modules()
@@ -163,7 +165,8 @@ def _manual_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """relu(bn2(conv2(relu(bn1(conv1 x))))), written with torch.nn.functional (eval-mode BN)."""
     def bn(m, t):
         return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
-    out = F.relu(bn(block.bn1, F.conv2d(x, block.conv1.weight, stride=block.conv1.stride, padding=1)))
+    out = F.conv2d(x, block.conv1.weight, stride=block.conv1.stride, padding=1)
+    out = F.relu(bn(block.bn1, out))
     return bn(block.bn2, F.conv2d(out, block.conv2.weight, padding=1))
 
 
@@ -175,7 +178,8 @@ def test_residual_and_plain_blocks_follow_the_formula():
     plain = create_model("plain20").eval()
     plain.load_state_dict(res.state_dict())  # option A adds no parameters: the keys match
     x = torch.randn(2, 16, 8, 8)
-    for res_block, plain_block in ((res.layer1[1], plain.layer1[1]), (res.layer2[0], plain.layer2[0])):
+    pairs = ((res.layer1[1], plain.layer1[1]), (res.layer2[0], plain.layer2[0]))
+    for res_block, plain_block in pairs:
         f = _manual_block(res_block, x)
         shortcut = x[:, :, ::2, ::2] if res_block.conv1.stride == (2, 2) else x
         shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, f.shape[1] - x.shape[1]))

@@ -28,7 +28,8 @@ def _small_shape(name: str) -> tuple[int, ...]:
 
 
 def _build(name: str, shape: tuple[int, ...], **kw) -> nn.Module:
-    return create_model(name, num_classes=NUM_CLASSES, in_chans=shape[0], input_size=shape[-1], **kw)
+    return create_model(name, num_classes=NUM_CLASSES, in_chans=shape[0], input_size=shape[-1],
+                        **kw)
 
 
 def _is_heavy(name: str) -> bool:

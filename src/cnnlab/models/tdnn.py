@@ -1,7 +1,8 @@
 """TDNN — Waibel, Hanazawa, Hinton, Shikano & Lang, "Phoneme Recognition Using Time-Delay Neural
 Networks", IEEE Trans. ASSP 37(3), 1989. https://doi.org/10.1109/29.21701
 
-A scanning MLP over time written as 1D convolutions (the course notes' "scanning MLP -> CNN"):
+A scanning MLP over time written as 1D convolutions (the course notes' "scanning MLP -> CNN";
+``TDNN.scanning_mlp()`` gives the flat MLP back through ``cnnlab.nn.scanning``):
 a unit with delays 0..D-1 sees D consecutive frames of every input row and the same weights slide
 over time, i.e. ``Conv1d(kernel_size=D)``. The paper's /b, d, g/ network (Fig. 2):
 
@@ -27,6 +28,7 @@ from torch import nn
 
 from cnnlab.models.base import ConvNet
 from cnnlab.models.registry import ModelInfo, register_model
+from cnnlab.nn.scanning import tdnn_to_scanning_mlp
 
 
 class TDNN(ConvNet):
@@ -65,6 +67,12 @@ class TDNN(ConvNet):
         old = self.conv2
         self.conv2 = nn.Conv1d(old.in_channels, num_classes, old.kernel_size).to(old.weight)
         self.num_classes = num_classes
+
+    def scanning_mlp(self) -> tuple[nn.Sequential, int, int]:
+        """The flat MLP over one window of W = 3 + 5 - 1 = 7 frames, moved by S = 1 frame, that the
+        two time-delay layers compute (``cnnlab.nn.scanning``): (mlp, W, S), with
+        ``scan_mlp(mlp, x, W, S) == act2(conv2(act1(conv1(x))))`` before integration."""
+        return tdnn_to_scanning_mlp(nn.Sequential(self.conv1, self.act1, self.conv2, self.act2))
 
     def stages(self) -> OrderedDict[str, nn.Module]:
         return OrderedDict(stage1=nn.ModuleList([self.conv1, self.act1]),
