@@ -161,7 +161,7 @@ class AlexNet(ConvNet):
         self.feature_info = [
             dict(module="stem", num_chs=widths[0], reduction=(1 if small else 4) * 2),
             dict(module="stage1", num_chs=widths[1], reduction=(1 if small else 4) * 4),
-            dict(module="stage2", num_chs=widths[3], reduction=(1 if small else 4) * 4),
+            dict(module="stage2", num_chs=widths[2], reduction=(1 if small else 4) * 4),
             dict(module="stage3", num_chs=widths[4], reduction=(1 if small else 4) * 8),
         ]
 
