@@ -20,7 +20,12 @@ to crop, so the corner crops first pad the image by ``margin`` pixels of zeros (
 values — apply the views *before* normalising) on each side and crop ``crop_size`` back out: the
 corner views are the image shifted by ``margin`` pixels diagonally, the centre view is the image
 itself. This is the test-time twin of the usual "pad 4, random crop" training augmentation.
-Default margin: ``max(1, crop_size // 8)`` (3 pixels at 28, 4 at 32).
+Default margin: AlexNet's proportion, ``max(1, round(crop_size * 16 / 224))`` (its corner crops sit
+16 pixels from the centre one at 224): 2 pixels at 28 and at 32.
+
+TTA helps only when the views look like the training images: a model trained without flips or
+shifts (e.g. LeNet-5 on Fashion-MNIST, whose shoes all point left) loses accuracy on mirrored and
+shifted views; train with the matching augmentation first.
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ def tta_views(images: torch.Tensor, mode: str, crop_size: int,
         images: raw pixel batch (uint8 or float), (N, C, H, W) with H, W >= crop_size.
         mode: one of ``none``, ``flip``, ``center``, ``5crop``, ``10crop`` (module docstring).
         crop_size: side of the crops, from the training recipe (the model's input size).
-        margin: zero padding used when H == W == crop_size (default ``max(1, crop_size // 8)``).
+        margin: zero padding used when H == W == crop_size (default
+            ``max(1, round(crop_size * 16 / 224))``).
     """
     if mode not in TTA_MODES:
         raise ConfigError(f"unknown TTA mode {mode!r}; choose one of {', '.join(TTA_MODES)}")
@@ -70,7 +76,7 @@ def tta_views(images: torch.Tensor, mode: str, crop_size: int,
     if mode == "center":
         return crops[4].unsqueeze(0)
     if h == crop_size and w == crop_size:  # nothing to crop: pad, then crop back to size
-        pad = max(1, crop_size // 8) if margin is None else margin
+        pad = max(1, round(crop_size * 16 / 224)) if margin is None else margin
         padded = F.pad(images, (pad, pad, pad, pad))  # zeros: black in raw pixel values
         crops = _five_crops(padded, crop_size)
     views = torch.stack(crops)  # (5, N, C, crop, crop)

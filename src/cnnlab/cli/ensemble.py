@@ -1,0 +1,55 @@
+"""``cnnlab ensemble``: combine several trained runs and compare with each member."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLE = """examples:
+  cnnlab ensemble runs/lenet-s0 runs/lenet-s1 runs/lenet-s2
+  cnnlab ensemble runs/lenet runs/resnet20 --tta 10crop --combine logit"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "ensemble", help="evaluate an ensemble of run directories",
+        description="Average the predictions of several runs (different seeds or architectures) "
+        "on their common test split; report each member, the ensemble and the gain.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="run directories (two or more)")
+    parser.add_argument("--combine", choices=("prob", "logit"), default="prob",
+                        help="average probabilities (default) or logits")
+    parser.add_argument("--tta", default="none", choices=("none", "flip", "center", "5crop", "10crop"),
+                        help="test-time augmentation applied to every member (none)")
+    parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass (500)")
+    parser.add_argument("--data-dir", default=None, help="where to find the data set's files")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.device import resolve_precision
+    from cnnlab.errors import ConfigError
+    from cnnlab.evaluate import ensemble_evaluate, summary_lines
+    from cnnlab.train import load_run_model
+    from cnnlab.transfer import run_test_spec
+
+    if len(args.runs) < 2:
+        raise ConfigError("an ensemble needs at least two run directories")
+    models, datasets, crops, loaded = [], [], [], {}
+    for run_dir in args.runs:
+        config, model = load_run_model(run_dir, map_location=args.device)
+        spec = run_test_spec(run_dir, config, args.data_dir)
+        key = repr(spec)
+        if key not in loaded:  # members sharing a data spec share one loaded test set
+            loaded[key] = spec.load("test", config.data.download)
+        models.append(model)
+        datasets.append(loaded[key])
+        crops.append(config.model.input_size or loaded[key].image_shape[-1])
+    precision = resolve_precision(args.device, "fp32")
+    result = ensemble_evaluate(models, datasets, args.runs, args.combine, args.tta, crops,
+                               args.batch_size, precision)
+    views = "" if args.tta == "none" else f", TTA {args.tta}"
+    print(f"ensemble of {len(models)} runs on {spec.name} test ({len(datasets[0]):,} images{views})")
+    print(result.format())
+    print("\n".join(summary_lines(result.ensemble)))
+    return 0

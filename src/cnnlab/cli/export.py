@@ -1,0 +1,45 @@
+"""``cnnlab export``: write a run's model as ONNX or TorchScript, and check the written file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLE = """examples:
+  cnnlab export runs/lenet --format onnx
+  cnnlab export runs/lenet --format torchscript --out lenet.pt"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "export", help="export a run's model to ONNX or TorchScript",
+        description="Export a run directory's model (fp32, dynamic batch for ONNX), then run the "
+        "exported file on a random batch and print its largest difference from PyTorch.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", help="run directory written by `cnnlab train` or `cnnlab transfer`")
+    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
+                        help="onnx (default; needs onnx, onnxscript, onnxruntime) or torchscript")
+    parser.add_argument("--out", default=None,
+                        help="file to write (default RUN/model.onnx or RUN/model.pt)")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest accepted max abs difference of the logits (1e-4)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.errors import CnnlabError
+    from cnnlab.evaluate.export import SUFFIX, check_export, export_model
+    from cnnlab.train import load_run_model
+
+    config, model = load_run_model(args.run)
+    m = config.model
+    shape = (m.in_chans, m.input_size, m.input_size)
+    out = Path(args.out) if args.out else Path(args.run) / f"model{SUFFIX[args.format]}"
+    export_model(model, shape, out, args.format)
+    diff = check_export(model, out, args.format, shape)
+    print(f"exported {m.name} ({args.format}, input (batch, {', '.join(map(str, shape))})) to {out}")
+    print(f"check: max abs difference from PyTorch on 5 random images: {diff:.3g}")
+    if not diff <= args.tolerance:
+        raise CnnlabError(f"the exported model differs from PyTorch by {diff:.3g} "
+                          f"(> --tolerance {args.tolerance}); do not use {out}")
+    return 0

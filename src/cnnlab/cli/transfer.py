@@ -1,0 +1,81 @@
+"""``cnnlab transfer``: start from a trained network, new head, freeze, fine-tune or cache features."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from cnnlab.cli._args import positive_float, positive_int
+from cnnlab.errors import ConfigError
+
+EXAMPLE = """examples:
+  cnnlab transfer --from runs/lenet --data digits --freeze features --cache-features --out runs/digits
+  cnnlab transfer --from runs/src --data fashion-mnist --classes 5-9 --freeze stage1 \\
+      --backbone-lr-scale 0.1 --epochs 3 --out runs/fm59
+  cnnlab transfer --from resnet18.pth --model resnet18 --input-size 28 --data mnist --out runs/r18"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "transfer", help="transfer a trained network to new classes",
+        description="Replace the classifier of a trained network for a new task, freeze part of "
+        "it, and fine-tune it — or train only the head on backbone features cached on disk.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--from", dest="source", required=True,
+                        help="run directory of `cnnlab train`, or a weights file (.safetensors, "
+                        ".pth torchvision state dict) with --model")
+    parser.add_argument("--model", default=None, help="architecture of a bare weights file")
+    parser.add_argument("--input-size", type=positive_int, default=None,
+                        help="input size the weights file's model was built for")
+    parser.add_argument("--data", default="digits", help="target data set: digits (default), "
+                        "fashion-mnist, mnist; images are resized to the model's input size")
+    parser.add_argument("--data-dir", default=None, help="folder with the target's IDX files")
+    parser.add_argument("--classes", default=None,
+                        help="keep only these labels, renumbered 0..k-1: e.g. 5-9 or 0,2,4")
+    parser.add_argument("--freeze", default="features",
+                        help="none, features (all but the head; default) or a stage, e.g. stage2")
+    parser.add_argument("--backbone-lr-scale", type=float, default=0.1,
+                        help="backbone learning rate = lr x this (fine-tuning; default 0.1)")
+    parser.add_argument("--cache-features", action="store_true",
+                        help="compute the frozen backbone once, train the head on the cache")
+    parser.add_argument("--cache-dir", default=None,
+                        help="where cached features live (default ~/.cache/cnnlab/features)")
+    parser.add_argument("--cache-views", default="none", choices=("none", "flip", "5crop", "10crop"),
+                        help="cache these fixed augmented views of each training image")
+    parser.add_argument("--epochs", type=positive_int, default=5, help="passes over the data (5)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="batch size (128)")
+    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default=None, help="optimizer (sgd)")
+    parser.add_argument("--lr", type=positive_float, default=None, help="head learning rate (0.05)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (0)")
+    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set train.weight_decay=0")
+    parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.train import RunConfig, apply_overrides
+    from cnnlab.transfer import TargetSpec, load_source, parse_classes, transfer
+
+    out = Path(args.out)
+    if (out / "config.json").exists():
+        if not args.overwrite:
+            raise ConfigError(f"{out} already holds a run; choose another --out or add --overwrite")
+        shutil.rmtree(out)
+    source, model = load_source(args.source, args.model, args.input_size)
+    config = RunConfig()
+    flags = {"train.epochs": args.epochs, "train.batch_size": args.batch_size,
+             "train.optimizer": args.optimizer, "train.lr": args.lr, "train.seed": args.seed,
+             "train.device": args.device}
+    apply_overrides(config, [f"{k}={v}" for k, v in flags.items() if v is not None])
+    apply_overrides(config, args.overrides)
+    target = TargetSpec(args.data, parse_classes(args.classes), data_dir=args.data_dir)
+    history = transfer(model, source, target, config, out, args.freeze, args.backbone_lr_scale,
+                       args.cache_features, args.cache_dir, args.cache_views,
+                       source_name=str(args.source), progress=not args.no_progress)
+    print(f"test accuracy: {history[-1]['test_acc'] * 100:.2f}%  (run saved in {out})")
+    return 0
