@@ -17,6 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from cnnlab.data.datasets import cache_dir as user_cache_dir
@@ -94,6 +95,7 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
     target = dataclasses.replace(target, size=target.size or source.input_size,
                                  in_chans=target.in_chans or source.in_chans)
     train_set, test_set = target.load("train"), target.load("test")
+    torch.manual_seed(config.train.seed)  # the new head's initial weights: same seed, same run
     model.reset_classifier(train_set.num_classes)
     frozen = freeze(model, freeze_policy)
     config.model = dataclasses.replace(source, num_classes=train_set.num_classes,
