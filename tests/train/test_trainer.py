@@ -29,7 +29,7 @@ def test_training_reduces_loss_and_writes_the_run(tmp_path, tiny_dataset):
     assert history[-1]["train_loss"] < 0.5 * history[0]["train_loss"]
     assert history[-1]["test_acc"] > 0.5  # 10 classes: chance is 0.1
     run = tmp_path / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.csv",
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "curves.png", "metrics.csv",
                                                       "model.safetensors", "state.pt"]
     rows = read_metrics(run / "metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]

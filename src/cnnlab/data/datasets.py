@@ -1,4 +1,5 @@
-"""Data sets: in-memory uint8 tensors for the MNIST family and scikit-learn's 8x8 digits.
+"""Data sets: in-memory uint8 tensors for the MNIST family, scikit-learn's 8x8 digits and image
+folders (decoded by DataLoader workers with torchvision.io, then held in memory).
 
 Fashion-MNIST (and MNIST) are found, in order (DESIGN.md):
 1. ``data_dir`` / the ``CNNLAB_DATA`` environment variable,
@@ -50,7 +51,7 @@ IDX_DATASETS: dict[str, IdxSpec] = {
     "mnist": IdxSpec("mnist", tuple(str(d) for d in range(10)),
                      "https://storage.googleapis.com/cvdf-datasets/mnist/", "", 0.1307, 0.3081),
 }
-DATASET_NAMES = (*IDX_DATASETS, "digits")
+DATASET_NAMES = (*IDX_DATASETS, "digits", "imagefolder")
 
 
 @dataclass
@@ -196,8 +197,76 @@ def load_digits(split: str = "train", test_fraction: float = 0.25, seed: int = 0
 
 
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
-                 download: bool = True) -> InMemoryDataset:
-    """Load a named data set split: ``fashion-mnist``, ``mnist`` or ``digits``."""
+                 download: bool = True, image_size: int = 64, workers: int = 2) -> InMemoryDataset:
+    """Load a named data set split: ``fashion-mnist``, ``mnist``, ``digits``, or ``imagefolder``
+    (``data_dir`` holds ``train/`` and ``test/`` or ``val/``, one sub-folder per class)."""
     if name == "digits":
         return load_digits(split)
+    if name == "imagefolder":
+        if data_dir is None:
+            raise ConfigError("data.name=imagefolder needs --data-dir: a folder with train/ and "
+                              "test/ (or val/) sub-folders of class folders")
+        return load_image_folder(data_dir, split, image_size, workers)
     return load_idx_dataset(name, split, data_dir, download)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp")
+
+
+def _split_dir(root: Path, split: str) -> Path:
+    names = ("train",) if split == "train" else ("test", "val", "valid")
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    raise DataError(f"{str(root)!r} has no {' or '.join(f'{n}/' for n in names)} folder; an image "
+                    f"folder holds train/ and test/ (or val/), each with one folder per class")
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """(uint8 image (3, S, S), label) pairs from ``root/<class>/<file>``, classes sorted by name."""
+
+    def __init__(self, root: str | Path, image_size: int, classes: list[str] | None = None) -> None:
+        root = Path(root)
+        self.classes = classes or sorted(d.name for d in root.iterdir() if d.is_dir())
+        self.samples = [(f, label) for label, c in enumerate(self.classes) if (root / c).is_dir()
+                        for f in sorted((root / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+        if not self.samples:
+            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {str(root)!r}/<class>/")
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        from torchvision.io import ImageReadMode, decode_image
+        from torchvision.transforms.v2 import functional as TF
+
+        try:
+            image = decode_image(str(path), mode=ImageReadMode.RGB)  # (3, H, W) uint8
+        except RuntimeError as err:
+            raise DataError(f"cannot decode image {str(path)!r}: {err}") from None
+        image = TF.resize(image, [self.image_size], antialias=True)  # short side -> image_size
+        return TF.center_crop(image, [self.image_size, self.image_size]), label
+
+
+def load_image_folder(root: str | Path, split: str = "train", image_size: int = 64,
+                      workers: int = 2) -> InMemoryDataset:
+    """One split of an image folder (``root/<split>/<class>/<image>``) as an
+    :class:`InMemoryDataset`: files decoded with ``torchvision.io`` by DataLoader worker
+    processes, the short side resized to ``image_size`` and the centre square cropped (RGB;
+    grey images repeated). Mean and std are those of the training split."""
+    root = Path(root)
+    classes = sorted(d.name for d in _split_dir(root, "train").iterdir() if d.is_dir())
+    stats = {}
+    for part in dict.fromkeys(["train", split]):
+        dataset = ImageFolderDataset(_split_dir(root, part), image_size, classes)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=64, num_workers=workers,
+                            persistent_workers=False, multiprocessing_context="spawn" if workers else None)
+        images, labels = zip(*loader)
+        stats[part] = torch.cat(images), torch.cat(labels).long()
+    train = stats["train"][0].float() / 255
+    mean = tuple(train.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(train.std(dim=(0, 2, 3)).tolist())
+    images, labels = stats[split]
+    return InMemoryDataset(images.contiguous(), labels, tuple(classes), root.name, mean, std)

@@ -1,14 +1,18 @@
 """Batches from an in-memory data set: sliced, moved to the device, normalised there in batch.
 
 A background thread (the notes' "CPU thread feeding minibatches") prepares the next batch while
-the current one trains; ``prefetch=0`` turns it off.
+the current one trains; ``prefetch=0`` turns it off. With ``seed`` the order of epoch e and the
+augmentation of batch i are drawn from generators seeded by (seed, e) and (seed, e, i, rank):
+no generator state to carry, so a run resumes at any batch (``start_step``) exactly. With
+``world_size`` > 1 each process takes every ``world_size``-th example of each global batch
+(DistributedSampler's sharding, applied per batch).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -33,18 +37,38 @@ class InMemoryLoader:
         generator: the seeded RNG that makes the order reproducible.
         device: where batches are moved before normalisation.
         prefetch: batches prepared ahead by a background thread (0 = none).
+        transform: ``f(images_uint8, labels, generator) -> (images, targets)`` run on the device
+            instead of :func:`normalize` (e.g. :class:`cnnlab.data.augment.Augmenter`).
+        seed: derive the order and the transform's generator from (seed, epoch, batch) instead
+            of ``generator``; select the epoch with :meth:`set_epoch`.
+        rank / world_size: this process's shard of every global batch of ``batch_size``.
     """
 
     def __init__(self, dataset: InMemoryDataset, batch_size: int, shuffle: bool = False,
                  generator: torch.Generator | None = None, device: str | torch.device = "cpu",
-                 drop_last: bool = False, prefetch: int = 2) -> None:
+                 drop_last: bool = False, prefetch: int = 2, transform: Callable | None = None,
+                 seed: int | None = None, rank: int = 0, world_size: int = 1) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
         self.device = torch.device(device)
-        self.drop_last = drop_last
+        self.drop_last = drop_last or (world_size > 1 and len(dataset) % batch_size < world_size)
         self.prefetch = prefetch
+        self.transform = transform
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.start_step = 0  # first batch of the next iteration (resuming mid-epoch)
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """Select the epoch (its order and augmentation) and the batch to start from."""
+        self.epoch, self.start_step = epoch, start_step
+
+    def batch_generator(self, step: int) -> torch.Generator:
+        """The generator of batch ``step`` of the current epoch (seeded mode)."""
+        seed = hash((self.seed or 0, self.epoch, step, self.rank)) & 0x7FFF_FFFF_FFFF
+        return torch.Generator(self.device).manual_seed(seed)
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -52,22 +76,32 @@ class InMemoryLoader:
 
     def _order(self) -> torch.Tensor:
         n = len(self.dataset)
-        return torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        if not self.shuffle:
+            return torch.arange(n)
+        if self.seed is not None:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            return torch.randperm(n, generator=generator)
+        return torch.randperm(n, generator=self.generator)
 
-    def _batches(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _batches(self, order: torch.Tensor, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         ds = self.dataset
-        for i in range(len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size]
+        for i in range(start, len(self)):
+            index = order[i * self.batch_size:(i + 1) * self.batch_size][self.rank::self.world_size]
             images = ds.images[index].to(self.device, non_blocking=True)  # (B, C, H, W) uint8
             labels = ds.labels[index].to(self.device, non_blocking=True)  # (B,)
-            yield normalize(images, ds.mean, ds.std), labels
+            if self.transform is None:
+                yield normalize(images, ds.mean, ds.std), labels
+            else:
+                g = self.batch_generator(i) if self.seed is not None else self.generator
+                yield self.transform(images, labels, g)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._order()  # drawn here, in the caller's thread: reproducible
+        start, self.start_step = self.start_step, 0
         if self.prefetch <= 0:
-            yield from self._batches(order)
+            yield from self._batches(order, start)
             return
-        yield from _prefetched(self._batches(order), self.prefetch)
+        yield from _prefetched(self._batches(order, start), self.prefetch)
 
 
 def _prefetched(batches: Iterator, depth: int) -> Iterator:
