@@ -58,7 +58,7 @@ class EnsembleResult:
 
     def format(self) -> str:
         """A table: each member, the ensemble, and the gain over the best member."""
-        width = max(8, *(len(n) for n in self.names))
+        width = max(len(f"ensemble ({self.combine})"), *(len(n) for n in self.names))
         top5 = self.ensemble.top5 is not None
         head = f"{'member':<{width}}  {'top-1':>7}" + (f"  {'top-5':>7}" if top5 else "") + \
             f"  {'loss':>7}  {'ECE':>6}"

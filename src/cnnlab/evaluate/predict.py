@@ -10,6 +10,7 @@ refused with a :class:`~cnnlab.errors.DataError` naming the file.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,8 +30,10 @@ def load_image(path: str | Path, in_chans: int, size: int) -> torch.Tensor:
     if in_chans not in (1, 3):
         raise DataError(f"the model takes {in_chans}-channel inputs; predict reads grey or RGB images")
     try:
-        data = read_file(str(path))
-        image = decode_image(data, mode=ImageReadMode.GRAY if in_chans == 1 else ImageReadMode.RGB)
+        with warnings.catch_warnings():  # torchvision 0.29 warns that decoding moves to torchcodec
+            warnings.simplefilter("ignore", DeprecationWarning)
+            data = read_file(str(path))
+            image = decode_image(data, mode=ImageReadMode.GRAY if in_chans == 1 else ImageReadMode.RGB)
     except (RuntimeError, ValueError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"cannot read {str(path)!r} as an image (PNG, JPEG, GIF or WEBP): "
