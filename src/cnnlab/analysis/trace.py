@@ -72,14 +72,17 @@ _BATCH_NORMS = {aten._native_batch_norm_legit_no_training.default,
                 aten._native_batch_norm_legit.default, aten.native_batch_norm.default}
 
 
-def _meta_batch_norm(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _meta_batch_norm(func, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch norm's (out, save_mean, save_invstd) on meta, without torch's Python decomposition.
 
     torch computes meta batch norm by tracing its reference decomposition, milliseconds per call;
-    the result is just an output like the input and two (C,) statistics (float32 for half inputs).
+    the result is an output like the input and two statistics (float32 for half inputs): (C,)
+    when normalising with batch statistics, empty with running ones (as the CPU kernel returns).
     """
+    x = args[0]
     stat = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    channels = x.shape[1] if x.dim() > 1 else 0
+    training = func is not aten._native_batch_norm_legit_no_training.default and bool(args[5])
+    channels = x.shape[1] if x.dim() > 1 and training else 0
     stats = (torch.empty(channels, dtype=stat, device="meta") for _ in range(2))
     return (torch.empty_like(x), *stats)
 
@@ -96,7 +99,7 @@ def _fast_meta(func, args, kwargs):
     if not args or not isinstance(args[0], torch.Tensor) or args[0].device.type != "meta":
         return None
     if func in _BATCH_NORMS:
-        return _meta_batch_norm(args[0])
+        return _meta_batch_norm(func, args)
     name = func.overloadpacket.__name__
     first = args[0]
     if name.rstrip("_") not in _LIKE_INPUT or kwargs.get("out") is not None:
