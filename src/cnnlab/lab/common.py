@@ -1,0 +1,244 @@
+"""The lab's runner: one experiment, one seed, one run directory, one sentence.
+
+Every experiment writes to its ``--out`` directory:
+
+* ``results.json`` — the experiment's name and the claim it tests, the scale (``quick``,
+  ``default`` or ``full``), the seed, the resolved settings, the environment (torch version,
+  CPU, threads, git commit), every number measured, the plots and the one-sentence result;
+* one PNG per plot (matplotlib, Agg backend: no display needed);
+* ``runs/<name>/`` — the ordinary run directory of every network it trained.
+
+The sentence is computed from the numbers, never written in advance: where the result at CPU
+scale contradicts the notes, the sentence says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.data.datasets import InMemoryDataset, load_dataset
+from cnnlab.errors import ConfigError
+from cnnlab.train.checkpoint import atomic_write_text
+
+SCALES = ("quick", "default", "full")
+RESULTS_FILE = "results.json"
+
+
+@dataclass
+class Outcome:
+    """What an experiment found: its numbers (JSON-ready) and the sentence computed from them."""
+
+    numbers: dict
+    sentence: str
+
+
+@dataclass
+class Experiment:
+    """A registered experiment: ``run(ctx)`` reads ``ctx.settings`` and returns an Outcome."""
+
+    name: str  # what users type: cnnlab lab NAME
+    claim: str  # the notes' claim it tests, one line
+    settings: dict[str, dict]  # scale -> settings; "quick" and "full" override "default"
+    run: Callable[[LabContext], Outcome]
+
+    def resolve(self, scale: str, overrides: dict | None = None) -> dict:
+        """The settings at ``scale`` (quick/full on top of default), then checked overrides."""
+        if scale not in SCALES:
+            raise ConfigError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
+        resolved = dict(self.settings["default"])
+        resolved.update(self.settings.get(scale, {}) if scale != "default" else {})
+        for key, value in (overrides or {}).items():
+            if key not in resolved:
+                raise ConfigError(f"{self.name} has no setting {key!r}; its settings: "
+                                  f"{', '.join(sorted(resolved))}")
+            resolved[key] = _coerce(key, value, resolved[key])
+        return resolved
+
+
+def _coerce(key: str, value, current):
+    """A ``--set`` string as the type of the setting it replaces (lists as comma-separated)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        if isinstance(current, bool):
+            return value.lower() in ("1", "true", "yes")
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, (list, tuple)):
+            kind = type(current[0]) if current else str
+            return [kind(v) for v in value.split(",") if v]
+    except ValueError:
+        raise ConfigError(f"setting {key}={value!r} is not a valid {type(current).__name__}") from None
+    return value
+
+
+def environment() -> dict:
+    """Where a result was measured: versions, CPU, threads, GPU and the git commit."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from cnnlab import __version__
+
+    return dict(cnnlab=__version__, torch=torch.__version__, python=platform.python_version(),
+                platform=platform.platform(), cpu=cpu, cpu_count=os.cpu_count(),
+                torch_threads=torch.get_num_threads(),
+                cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                git_commit=git_commit())
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree cnnlab runs from (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def balanced_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """A seeded order of the indices whose every prefix is class-balanced.
+
+    The indices are shuffled, ranked within their class (0 for the first of each class, 1 for
+    the second, ...) and sorted by rank: the first ``k * C`` hold ``k`` of each of the C classes,
+    and a smaller subset is always a prefix of a larger one (nested training sets).
+    """
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    onehot = torch.nn.functional.one_hot(labels[perm], int(labels.max()) + 1)  # (N, C)
+    rank = (onehot.cumsum(0) * onehot).sum(1) - 1  # rank of each example within its class
+    order = torch.argsort(rank * len(labels) + torch.arange(len(labels)))
+    return perm[order]
+
+
+@dataclass
+class LabContext:
+    """What an experiment gets: settings, seed, data access, training and plotting helpers."""
+
+    out: Path
+    settings: dict
+    seed: int = 0
+    scale: str = "default"
+    data_dir: str | None = None
+    device: str = "auto"
+    log: Callable[[str], None] = print
+    plots: list[dict] = field(default_factory=list)
+
+    def seed_all(self, offset: int = 0) -> None:
+        """Seed torch's global RNG with ``seed + offset`` (model initialisation)."""
+        torch.manual_seed(self.seed + offset)
+
+    def data(self, name: str, split: str, n: int | None = None, seed_offset: int = 0,
+             dataset: InMemoryDataset | None = None) -> InMemoryDataset:
+        """``n`` class-balanced examples of a split (all when ``n`` is None or too large)."""
+        ds = dataset if dataset is not None else load_dataset(name, split, self.data_dir)
+        if n is None or n >= len(ds):
+            return ds
+        return ds.subset(balanced_order(ds.labels, self.seed + seed_offset)[:n])
+
+    def train(self, model: nn.Module, run_name: str, train_set: InMemoryDataset,
+              test_set: InMemoryDataset, epochs: int, lr: float, batch_size: int = 128,
+              optimizer: str = "sgd", weight_decay: float = 5e-4, precision: str = "auto",
+              groups: list[dict] | None = None, model_name: str | None = None,
+              seed_offset: int = 0) -> list[dict]:
+        """Train ``model`` with the Trainer into ``out/runs/<run_name>``; returns its history."""
+        from cnnlab.train import RunConfig, Trainer
+
+        config = RunConfig()
+        config.model.name = model_name or run_name
+        config.model.num_classes = train_set.num_classes
+        config.model.in_chans, config.model.input_size = train_set.image_shape[0], train_set.image_shape[-1]
+        config.data.name = train_set.name
+        config.data.data_dir = self.data_dir
+        t = config.train
+        t.epochs, t.lr, t.batch_size, t.optimizer = epochs, lr, batch_size, optimizer
+        t.weight_decay, t.seed, t.device, t.precision = weight_decay, self.seed + seed_offset, \
+            self.device, precision
+        start = time.perf_counter()
+        trainer = Trainer(config, self.out / "runs" / run_name, train_set, test_set, progress=False,
+                          log=None, model=model, groups=groups)
+        history = trainer.fit()
+        last = history[-1]
+        self.log(f"  {run_name}: {len(train_set):,} images x {epochs} epochs · train acc "
+                 f"{last['train_acc']:.2%} · test acc {last['test_acc']:.2%} · "
+                 f"{time.perf_counter() - start:.0f}s")
+        return history
+
+    def figure(self, ncols: int = 1, size: tuple[float, float] = (6.4, 4.2)):
+        """A matplotlib (figure, axes) on the Agg backend."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        return plt.subplots(1, ncols, figsize=(size[0] * ncols, size[1]))
+
+    def save(self, fig, name: str, caption: str) -> str:
+        """Save ``fig`` as ``out/<name>.png`` and record it (with its caption) for the report."""
+        import matplotlib.pyplot as plt
+
+        file = f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(self.out / file, dpi=110)
+        plt.close(fig)
+        self.plots.append(dict(file=file, caption=caption))
+        return file
+
+
+def run_experiment(experiment: Experiment, out: str | Path, scale: str = "default", seed: int = 0,
+                   overrides: dict | None = None, data_dir: str | None = None,
+                   device: str = "auto", log: Callable[[str], None] | None = print) -> dict:
+    """Run ``experiment`` and write ``out/results.json``; returns the results record."""
+    settings = experiment.resolve(scale, overrides)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or (lambda *_: None)
+    ctx = LabContext(out, settings, seed, scale, data_dir, device, log)
+    log(f"lab {experiment.name} ({scale}, seed {seed}): {experiment.claim}")
+    start = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    ctx.seed_all()
+    outcome = experiment.run(ctx)
+    record = dict(experiment=experiment.name, claim=experiment.claim, sentence=outcome.sentence,
+                  scale=scale, seed=seed, settings=settings, numbers=outcome.numbers,
+                  plots=ctx.plots, environment=environment(), started=started,
+                  elapsed_s=round(time.perf_counter() - start, 1))
+    atomic_write_text(out / RESULTS_FILE, json.dumps(record, indent=2, default=_jsonable) + "\n")
+    return record
+
+
+def _jsonable(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot write {type(value).__name__} to results.json")
+
+
+def read_results(run_dir: str | Path) -> dict:
+    """The ``results.json`` of a lab run directory."""
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise ConfigError(f"{str(run_dir)!r} holds no {RESULTS_FILE}; pass the --out of `cnnlab lab`")
+    return json.loads(path.read_text())
+
+
+def points(fraction: float) -> float:
+    """A fraction in [0, 1] as percentage points, rounded for sentences and JSON."""
+    return round(100.0 * fraction, 2)
