@@ -104,14 +104,8 @@ def test_resnet_caches_pooled_vectors():
 
 
 def test_augmentation_is_refused_with_cached_features():
-    @dataclasses.dataclass
-    class Data:
-        augment: str = "flip+crop"
-
-    @dataclasses.dataclass
-    class Config:
-        data: Data = dataclasses.field(default_factory=Data)
-
-    with pytest.raises(ConfigError, match="cannot reproduce it"):
-        refuse_feature_augmentation(Config())
-    refuse_feature_augmentation(RunConfig())  # no augmentation: fine
+    config = RunConfig()
+    refuse_feature_augmentation(config)  # no augmentation: fine
+    config.augment.flip = 0.5
+    with pytest.raises(ConfigError, match=r"augment.flip=0.5: .* cannot reproduce it"):
+        refuse_feature_augmentation(config)

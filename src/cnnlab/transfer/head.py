@@ -9,9 +9,9 @@ Where the cache is cut (:func:`split_for_cache`):
 * ``"features"`` — otherwise (LeNet's F6, AlexNet/VGG's dropout + MLP heads): the cache holds
   ``forward_features(x)`` and training runs ``forward_head`` on it, dropout included.
 
-:func:`train_head` is a small loop (no augmentation: the views, if any, were cached): SGD or AdamW
-as in the run config, the Trainer's warm-up + cosine schedule, one random cached view per example
-and epoch.
+:func:`train_head` is a small loop (no augmentation: the views, if any, were cached): SGD or
+AdamW as in the run config, the Trainer's learning-rate schedule (``train.schedule``), one random
+cached view per example and epoch.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.train.config import RunConfig
-from cnnlab.train.trainer import build_optimizer, lr_factor
+from cnnlab.train.optim import build_optimizer, build_scheduler
 
 
 def split_for_cache(model: nn.Module) -> tuple[str, Callable, Callable]:
@@ -77,10 +77,7 @@ def train_head(model: nn.Module, head: Callable, train_features: torch.Tensor,
     torch.manual_seed(t.seed)
     generator = torch.Generator().manual_seed(t.seed)
     optimizer = build_optimizer(model, config)
-    steps_per_epoch = math.ceil(len(train_labels) / t.batch_size)
-    total, warmup = t.epochs * steps_per_epoch, round(t.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, warmup, t.schedule))
+    scheduler = build_scheduler(optimizer, config, math.ceil(len(train_labels) / t.batch_size))
     num_views, history, start = train_features.shape[0], [], time.perf_counter()
     for epoch in range(1, t.epochs + 1):
         model.train()

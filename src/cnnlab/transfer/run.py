@@ -53,16 +53,16 @@ def run_test_spec(run_dir: str | Path, config: RunConfig, data_dir: str | None =
 
 def refuse_feature_augmentation(config: RunConfig) -> None:
     """Raise if the run config asks for training augmentation, which cached features cannot see."""
-    for section in dataclasses.fields(config):
-        value = getattr(config, section.name)
-        items = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else {section.name: value}
-        for key, setting in items.items():
-            if "augment" in key and setting not in (None, "", "none", False, {}, [], 0):
-                raise ConfigError(
-                    f"{section.name}.{key}={setting!r}: training augmentation changes the frozen "
-                    f"features every epoch, so a feature cache computed once cannot reproduce it. "
-                    f"Drop the augmentation, cache fixed augmented views instead (--cache-views "
-                    f"flip or 10crop), or fine-tune without --cache-features")
+    augment = getattr(config, "augment", None)
+    if augment is None or not augment.enabled():
+        return
+    active = ", ".join(f"augment.{f.name}={getattr(augment, f.name)}"
+                       for f in dataclasses.fields(augment)
+                       if f.name not in ("pad_mode", "erase_area") and getattr(augment, f.name))
+    raise ConfigError(
+        f"{active}: training augmentation changes the frozen features every epoch, so a feature "
+        f"cache computed once cannot reproduce it. Drop the augmentation, cache fixed augmented "
+        f"views instead (--cache-views flip or 10crop), or fine-tune without --cache-features")
 
 
 def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: RunConfig,
