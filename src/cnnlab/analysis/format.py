@@ -18,11 +18,15 @@ def _shape(shape) -> str:
 def format_summary(s) -> str:
     header = ("layer", "type", "output", "params", "MACs", "saved", "RF", "jump", "start")
     lines = [header]
+    shown: list[str] = []  # names of the displayed ancestors, by depth
     for r in s.rows:
+        shown[r.depth - 1:] = [r.name]
+        parent = shown[-2] if len(shown) > 1 else ""
+        label = r.name[len(parent) + 1:] if parent and r.name.startswith(parent + ".") else r.name
         rf = r.receptive_field
         rf_cells = (str(rf.size) + ("*" if not rf.aligned else "") + ("~" if not rf.exact else ""),
                     str(rf.jump), str(rf.start)) if rf else ("-", "-", "-")
-        lines.append(("  " * (r.depth - 1) + (r.name.rsplit(".", 1)[-1] or r.type), r.type,
+        lines.append(("  " * (r.depth - 1) + (label or r.type), r.type,
                       _shape(r.output_shape), f"{r.params:,}" if r.params else "-",
                       human(r.macs) if r.macs else "-", human(r.saved_bytes, "B") if r.saved_bytes
                       else "-", *rf_cells))

@@ -15,7 +15,8 @@ import sys
 from cnnlab.errors import CnnlabError
 
 # Subcommand modules, in the order ``cnnlab --help`` lists them.
-COMMANDS = ["models", "train", "evaluate", "transfer", "predict", "ensemble", "export"]
+COMMANDS = ["models", "summary", "train", "evaluate", "transfer", "predict", "ensemble",
+            "export"]
 
 
 class _Parser(argparse.ArgumentParser):

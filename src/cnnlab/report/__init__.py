@@ -1,0 +1,5 @@
+"""Reports: plots of models and runs (matplotlib, Agg backend)."""
+
+from cnnlab.report.plots import plot_complexity, plot_layer_costs, plot_receptive_field
+
+__all__ = ["plot_complexity", "plot_layer_costs", "plot_receptive_field"]
