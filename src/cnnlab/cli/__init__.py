@@ -16,7 +16,7 @@ from cnnlab.errors import CnnlabError
 
 # Subcommand modules, in the order ``cnnlab --help`` lists them.
 COMMANDS = ["models", "summary", "train", "evaluate", "transfer", "predict", "ensemble",
-            "export"]
+            "export", "report", "lab"]
 
 
 class _Parser(argparse.ArgumentParser):
