@@ -94,13 +94,19 @@ def test_head_training_on_cache_leaves_the_backbone_alone(tiny_dataset, tmp_path
     assert not torch.equal(head_before, model.output.weight)
 
 
-def test_resnet_caches_pooled_vectors():
-    model = create_model("resnet20", num_classes=10, in_chans=1, input_size=28)
+def test_resnet_caches_pooled_vectors(tiny_dataset, tmp_path):
+    model = create_model("resnet20", num_classes=10, in_chans=1, input_size=28).eval()
     point, extract, head = split_for_cache(model)
     assert point == "pre_logits" and head is model.fc
     x = torch.randn(2, 1, 28, 28)
-    model.eval()
     torch.testing.assert_close(head(extract(x)), model(x))
+    _, test = tiny_dataset
+    small = test.subset(torch.arange(4))
+    feats, _ = cached_features(extract, model, small, tmp_path, {"point": point})  # BN counters hash
+    with torch.no_grad():
+        logits = model(normalize(small.images, small.mean, small.std))
+    assert feats.shape == (1, 4, 64)
+    torch.testing.assert_close(head(feats[0]), logits)
 
 
 def test_augmentation_is_refused_with_cached_features():

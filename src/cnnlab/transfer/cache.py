@@ -37,8 +37,8 @@ from cnnlab.evaluate.tta import NUM_VIEWS, tta_views
 
 
 def _hash_tensor(h, tensor: torch.Tensor) -> None:
-    t = tensor.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    t = tensor.detach().cpu().contiguous().reshape(-1)  # 1-D: 0-dim tensors cannot be viewed as bytes
+    h.update(f"{t.dtype}{tuple(tensor.shape)}".encode())
     h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
 
 
