@@ -80,7 +80,8 @@ def _coerce(key: str, value, current):
             kind = type(current[0]) if current else str
             return [kind(v) for v in value.split(",") if v]
     except ValueError:
-        raise ConfigError(f"setting {key}={value!r} is not a valid {type(current).__name__}") from None
+        kind = type(current).__name__
+        raise ConfigError(f"setting {key}={value!r} is not a valid {kind}") from None
     return value
 
 
@@ -127,6 +128,16 @@ def balanced_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
     return perm[order]
 
 
+def repeat_to(dataset: InMemoryDataset, min_images: int) -> InMemoryDataset:
+    """``dataset`` repeated whole until it holds at least ``min_images`` examples.
+
+    Tiny training sets would otherwise get a handful of optimizer steps per epoch (and one
+    evaluation per step); repeating them gives every size the same number of steps per epoch.
+    """
+    times = max(1, -(-min_images // len(dataset)))
+    return dataset if times == 1 else dataset.subset(torch.arange(len(dataset)).repeat(times))
+
+
 @dataclass
 class LabContext:
     """What an experiment gets: settings, seed, data access, training and plotting helpers."""
@@ -156,20 +167,29 @@ class LabContext:
               test_set: InMemoryDataset, epochs: int, lr: float, batch_size: int = 128,
               optimizer: str = "sgd", weight_decay: float = 5e-4, precision: str = "auto",
               groups: list[dict] | None = None, model_name: str | None = None,
-              seed_offset: int = 0) -> list[dict]:
-        """Train ``model`` with the Trainer into ``out/runs/<run_name>``; returns its history."""
+              seed_offset: int = 0, augment: dict | None = None) -> list[dict]:
+        """Train ``model`` with the Trainer into ``out/runs/<run_name>``; returns its history.
+
+        ``augment`` sets fields of the run's ``augment`` section (e.g. ``crop_pad=2, flip=0.5``).
+        """
         from cnnlab.train import RunConfig, Trainer
 
         config = RunConfig()
         config.model.name = model_name or run_name
         config.model.num_classes = train_set.num_classes
-        config.model.in_chans, config.model.input_size = train_set.image_shape[0], train_set.image_shape[-1]
+        config.model.in_chans = train_set.image_shape[0]
+        config.model.input_size = train_set.image_shape[-1]
         config.data.name = train_set.name
         config.data.data_dir = self.data_dir
         t = config.train
         t.epochs, t.lr, t.batch_size, t.optimizer = epochs, lr, batch_size, optimizer
         t.weight_decay, t.seed, t.device, t.precision = weight_decay, self.seed + seed_offset, \
             self.device, precision
+        for key, value in dict(plot=False, tensorboard=False).items():  # the lab draws its own
+            if hasattr(t, key):
+                setattr(t, key, value)
+        for key, value in (augment or {}).items():
+            setattr(config.augment, key, value)
         start = time.perf_counter()
         trainer = Trainer(config, self.out / "runs" / run_name, train_set, test_set, progress=False,
                           log=None, model=model, groups=groups)
@@ -235,7 +255,8 @@ def read_results(run_dir: str | Path) -> dict:
     """The ``results.json`` of a lab run directory."""
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
-        raise ConfigError(f"{str(run_dir)!r} holds no {RESULTS_FILE}; pass the --out of `cnnlab lab`")
+        raise ConfigError(f"{str(run_dir)!r} holds no {RESULTS_FILE}; pass the --out of "
+                          f"`cnnlab lab`")
     return json.loads(path.read_text())
 
 
