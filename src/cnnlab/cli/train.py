@@ -1,8 +1,11 @@
-"""``cnnlab train``: train a model from the zoo and write a run directory."""
+"""``cnnlab train``: train a model from the zoo (or a named recipe) and write a run directory."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
+import os
 import shutil
 from pathlib import Path
 
@@ -11,55 +14,147 @@ from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
   cnnlab train lenet5 --data fashion-mnist --epochs 8 --seed 0 --out runs/lenet
-  cnnlab train lenet5_modern --epochs 3 --optimizer adamw --lr 2e-3 --out runs/modern
-  cnnlab train resnet20 --set train.weight_decay=1e-4 --out runs/r20"""
+  cnnlab train --recipe fmnist-fast --out runs/fast          # >= 93% in about 3 min on 2 cores
+  cnnlab train --recipe fmnist-best --show                   # print the resolved config
+  cnnlab train resnet20 --config my.yaml --set augment.flip=0.5 --out runs/r20
+  cnnlab train --resume runs/r20                             # continue a killed run
+  cnnlab train lenet5_modern --nproc 2 --out runs/ddp         # 2 processes (torchrun, gloo)
+
+precedence: defaults < --recipe < --config file < flags < --set"""
+
+
+def _config_keys() -> str:
+    """Every config key with its default and its one-line comment, read from the dataclasses."""
+    from cnnlab.train.config import RunConfig
+
+    lines = ["config keys (--set section.key=value, or a --config YAML/JSON file):"]
+    for section in dataclasses.fields(RunConfig):
+        cls = section.default_factory
+        comments = {}
+        for line in inspect.getsource(cls).splitlines():
+            name, _, rest = line.strip().partition(":")
+            if "#" in rest and name.isidentifier():
+                comments[name] = rest.split("#", 1)[1].strip()
+        for f in dataclasses.fields(cls):
+            default = getattr(cls(), f.name)
+            lines.append(f"  {section.name}.{f.name}={default!r}  {comments.get(f.name, '')}".rstrip())
+    return "\n".join(lines)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train", help="train a model and write a run directory",
-        description="Train a model on a data set; writes config.json, metrics.csv and "
-        "model.safetensors to --out after every epoch.",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="model name (see `cnnlab models`)")
-    parser.add_argument("--data", default=None, help="data set: fashion-mnist (default), mnist, digits")
+        description="Train a model on a data set; writes config.json, metrics.csv, curves.png, "
+        "model.safetensors and state.pt to --out after every epoch.",
+        epilog=EXAMPLE + "\n\n" + _config_keys(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?", default=None,
+                        help="model name (see `cnnlab models`); optional with --recipe or --resume")
+    parser.add_argument("--recipe", default=None, help="named recipe: fmnist-fast, fmnist-best")
+    parser.add_argument("--show", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--config", default=None, help="YAML or JSON file with config sections")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the run in DIR with its saved config")
+    parser.add_argument("--data", default=None,
+                        help="data set: fashion-mnist (default), mnist, digits, imagefolder")
     parser.add_argument("--data-dir", default=None, help="folder with the IDX files (else CNNLAB_DATA, "
-                        "~/.cache/cnnlab, /usr/share/datasets)")
+                        "~/.cache/cnnlab, /usr/share/datasets); imagefolder: its root")
     parser.add_argument("--epochs", type=positive_int, default=None, help="passes over the data (8)")
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="batch size (128)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="global batch size (128)")
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default=None, help="optimizer (sgd)")
     parser.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (0.05)")
+    parser.add_argument("--schedule", choices=("cosine", "onecycle", "step", "constant"), default=None,
+                        help="learning-rate schedule (cosine)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (0)")
     parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
-                        help="numeric precision; auto picks the fastest correct one")
+                        help="numeric precision; auto measures and picks the fastest correct one")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels_last memory format (default: chosen with the precision)")
+    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="bitwise repeatable: deterministic kernels, fp32")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
+                        help="also checkpoint every STEPS optimizer steps")
+    parser.add_argument("--nproc", type=positive_int, default=1,
+                        help="data-parallel processes on this machine, through torchrun (1)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set train.weight_decay=1e-4")
-    parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--out", default=None, help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def _resolve(args: argparse.Namespace):
+    """defaults < recipe < --config file < flags < --set."""
     from cnnlab.models import model_info
-    from cnnlab.train import RunConfig, Trainer, apply_overrides
+    from cnnlab.train import RunConfig, apply_overrides, load_run_config
+    from cnnlab.train.recipes import recipe_config
 
-    model_info(args.model)  # unknown names fail here, with close matches
-    config = RunConfig()
-    config.model.name = args.model
+    if args.resume:
+        config = load_run_config(args.resume)
+    else:
+        config = recipe_config(args.recipe) if args.recipe else RunConfig()
+        if args.config:
+            config = RunConfig.from_file(args.config, base=config)
+        if args.model:
+            config.model.name = args.model
+        elif not (args.recipe or args.config):
+            raise ConfigError("name a MODEL (see `cnnlab models`), or give --recipe, --config or --resume")
     flags = {"data.name": args.data, "data.data_dir": args.data_dir, "train.epochs": args.epochs,
              "train.batch_size": args.batch_size, "train.optimizer": args.optimizer,
-             "train.lr": args.lr, "train.seed": args.seed, "train.device": args.device,
-             "train.precision": args.precision}
+             "train.lr": args.lr, "train.schedule": args.schedule, "train.seed": args.seed,
+             "train.device": args.device, "train.precision": args.precision,
+             "train.channels_last": args.channels_last, "train.compile": args.compile,
+             "train.deterministic": args.deterministic, "train.checkpoint_every": args.checkpoint_every}
     apply_overrides(config, [f"{k}={v}" for k, v in flags.items() if v is not None])
     apply_overrides(config, args.overrides)
-    out = Path(args.out)
-    if (out / "config.json").exists():
+    model_info(config.model.name)  # unknown names fail here, with close matches
+    return config.validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.train import Trainer
+    from cnnlab.train.distributed import cleanup, launch
+
+    config = _resolve(args)
+    if args.show:
+        import yaml
+
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False).rstrip())
+        return 0
+    out = Path(args.resume or args.out or "")
+    if not (args.resume or args.out):
+        raise ConfigError("--out DIR is required (where the run is written)")
+    child = "WORLD_SIZE" in os.environ  # a process started by torchrun
+    if not args.resume and not child and (out / "config.json").exists():
         if not args.overwrite:
-            raise ConfigError(f"{out} already holds a run; choose another --out or add --overwrite")
+            raise ConfigError(f"{out} already holds a run; choose another --out, add --overwrite, "
+                              f"or continue it with --resume {out}")
         shutil.rmtree(out)
-    trainer = Trainer(config, out, progress=not args.no_progress)
-    history = trainer.fit()
-    print(f"test accuracy: {history[-1]['test_acc'] * 100:.2f}%  (run saved in {out})")
+    if args.nproc > 1 and not child:
+        return _launch(args, config, out, launch)
+    trainer = Trainer(config, out, progress=not args.no_progress, resume=bool(args.resume))
+    try:
+        history = trainer.fit()
+    finally:
+        cleanup(trainer.dist)
+    if trainer.dist.is_main and history:
+        print(f"test accuracy: {history[-1]['test_acc'] * 100:.2f}%  (run saved in {out})")
     return 0
+
+
+def _launch(args: argparse.Namespace, config, out: Path, launch) -> int:
+    """Re-run this command in ``--nproc`` processes with the resolved config."""
+    import tempfile
+
+    extra = ["--no-progress"] if args.no_progress else []
+    if args.resume:
+        return launch(args.nproc, ["train", "--resume", str(out), *extra])
+    fd, path = tempfile.mkstemp(suffix=".json", prefix="cnnlab-config-")
+    with os.fdopen(fd, "w") as f:
+        f.write(config.to_json())
+    try:
+        return launch(args.nproc, ["train", "--config", path, "--out", str(out), *extra])
+    finally:
+        os.unlink(path)

@@ -1,5 +1,6 @@
 """The model zoo: one file per family, each registering its variants with ``register_model``."""
 
+import cnnlab.models.fastnet  # noqa: F401  (registration)
 from cnnlab.models import alexnet, convnext, googlenet, inception, lenet, nin, resnet, resnet_cifar, tdnn, vgg  # noqa: F401  (registration)
 from cnnlab.models.base import ConvNet
 from cnnlab.models.registry import ModelInfo, create_model, list_models, model_info, register_model
