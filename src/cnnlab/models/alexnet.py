@@ -33,77 +33,14 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.errors import ShapeError
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, explain_shape_errors, meta_output_shape
 from cnnlab.models.registry import ModelInfo, register_model
 
 SMALL_INPUT = 64  # below this input size the small-input stem rule applies (torchvision: min 63)
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1,
-              ceil_mode: bool = False) -> int:
-    """floor((i + 2p - d(k-1) - 1)/s) + 1 (ceil for ceil_mode pools, with torch's rule that the
-    last window must start inside the input or its left padding)."""
-    span = size + 2 * padding - dilation * (kernel - 1) - 1
-    if ceil_mode:
-        out = -(-span // stride) + 1
-        if (out - 1) * stride >= size + padding:
-            out -= 1
-        return out
-    return span // stride + 1
-
-
-def _pair(v) -> tuple[int, int]:
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[-2]), int(v[-1]))
-
-
-def _too_small_hook(name: str):
-    def hook(module: nn.Module, args: tuple) -> None:
-        h, w = args[0].shape[-2:]
-        k, p = _pair(module.kernel_size), _pair(module.padding)
-        s, d = _pair(module.stride or module.kernel_size), _pair(getattr(module, "dilation", 1))
-        ceil = getattr(module, "ceil_mode", False)
-        out = [_conv_out(i, k[a], s[a], p[a], d[a], ceil) for a, i in enumerate((h, w))]
-        if min(out) < 1:
-            raise ShapeError(f"layer {name!r} ({module}) gets a {h}x{w} map and would output "
-                             f"{out[0]}x{out[1]}")
-    return hook
-
-
-def meta_output_shape(module: nn.Module, input_shape: tuple[int, ...], prefix: str = "",
-                      owner: str = "") -> tuple[int, ...]:
-    """The output shape of ``module`` for ``input_shape``, computed on the ``meta`` device (shapes
-    only, no arithmetic). Raises :class:`ShapeError` naming the first convolution or pooling
-    layer whose output, floor((i + 2p - d(k-1) - 1)/s) + 1, would be smaller than 1."""
-    sized = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
-    hooks = [m.register_forward_pre_hook(_too_small_hook(prefix + n))
-             for n, m in module.named_modules() if isinstance(m, sized)]
-    tensors = {n: torch.empty_like(t, device="meta") for n, t in
-               [*module.named_parameters(), *module.named_buffers()]}
-    try:
-        x = torch.empty(input_shape, device="meta")
-        out = torch.func.functional_call(module, tensors, (x,))
-    except ShapeError as err:
-        hw = "x".join(str(v) for v in input_shape[2:])
-        raise ShapeError(f"input {hw} is too small for {owner or type(module).__name__}: {err}; "
-                         "use a larger input (or build the model with input_size=...)") from None
-    finally:
-        for h in hooks:
-            h.remove()
-    return tuple(out.shape)
-
-
-def guarded_features(model: nn.Module, features, x: torch.Tensor) -> torch.Tensor:
-    """Run ``features(x)``; if torch fails on a too-small map, re-raise naming the layer."""
-    try:
-        return features(x)
-    except RuntimeError:
-        if x.dim() == 4 and x.device.type != "meta":
-            from cnnlab.models.base import check_input_size
-
-            meta_output_shape(model, tuple(x.shape))  # in the current mode: aux heads too
-            check_input_size(model, tuple(x.shape))
-        raise
 
 
 def _lrn() -> nn.LocalResponseNorm:
@@ -145,8 +82,8 @@ class AlexNet(ConvNet):
             self._stage_of += [min(i, 3)] * len(block)
             in_chs = out_chs
         self.features = nn.Sequential(*layers)  # (B, 256, 6, 6) at the default size
-        map_hw = meta_output_shape(self.features, (1, in_chans, *size), "features.",
-                                   "alexnet" if paper else "alexnet_tv")[-2:]
+        map_hw = meta_output_shape(self.features, (1, in_chans, *size), prefix="features.",
+                                   name="alexnet" if paper else "alexnet_tv")[-2:]
         self.avgpool = nn.AdaptiveAvgPool2d(map_hw)
         self.classifier = nn.Sequential(
             nn.Dropout(p=dropout),
@@ -157,7 +94,7 @@ class AlexNet(ConvNet):
             nn.ReLU(inplace=True),
             nn.Linear(4096, num_classes),
         )
-        self.num_features = 4096
+        self.num_features, self.head_hidden_size = in_chs, 4096  # conv5 maps; fc7 units
         self.feature_info = [
             dict(module="stem", num_chs=widths[0], reduction=(1 if small else 4) * 2),
             dict(module="stage1", num_chs=widths[1], reduction=(1 if small else 4) * 4),
@@ -165,8 +102,9 @@ class AlexNet(ConvNet):
             dict(module="stage3", num_chs=widths[4], reduction=(1 if small else 4) * 8),
         ]
 
+    @explain_shape_errors
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return guarded_features(self, self.features, x)  # (B, 256, 6, 6)
+        return self.features(x)  # (B, 256, 6, 6)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(self.avgpool(x), 1)  # (B, 9216)

@@ -37,8 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.alexnet import guarded_features
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, explain_shape_errors
 from cnnlab.models.registry import ModelInfo, register_model
 
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
@@ -159,12 +158,9 @@ class GoogLeNet(ConvNet):
         x = self.lrn2(self.conv3(self.conv2(self.lrn1(x))))  # (B, 192, 56, 56)
         return self.maxpool2(x)  # (B, 192, 28, 28)
 
+    @explain_shape_errors  # in training mode the side branches are checked too
     def _forward(self, x: torch.Tensor, with_aux: bool
                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        return guarded_features(self, lambda t: self._body(t, with_aux), x)
-
-    def _body(self, x: torch.Tensor, with_aux: bool
-              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         with_aux = with_aux and self.aux_logits and self.training
         x = self._stem(x)  # (B, 192, 28, 28)
         x = self.maxpool3(self.inception3b(self.inception3a(x)))  # (B, 480, 14, 14)

@@ -29,8 +29,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.models.alexnet import guarded_features
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, explain_shape_errors
 from cnnlab.models.registry import ModelInfo, register_model
 
 # Figure 5: name -> (#1x1, #3x3 reduce, #3x3, double #3x3 reduce, double #3x3, pool, proj, stride)
@@ -113,8 +112,9 @@ class BNInception(ConvNet):
                              dict(module="stage2", num_chs=1056, reduction=16 * r),
                              dict(module="stage3", num_chs=1024, reduction=16 * r)]
 
+    @explain_shape_errors
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = guarded_features(self, self.stem, x)  # (B, 192, 28, 28)
+        x = self.stem(x)  # (B, 192, 28, 28)
         return self.stage3(self.stage2(self.stage1(x)))  # (B, 1024, 7, 7)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -28,8 +28,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.models.alexnet import guarded_features
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, explain_shape_errors
 from cnnlab.models.registry import ModelInfo, register_model
 
 # (conv width, kernel, stride, padding, cccp widths, pool after: "max"/"avg"/None, dropout after)
@@ -95,9 +94,10 @@ class NiN(ConvNet):
         self.num_features = in_chs
         self.classifier_name = f"blocks.{len(blocks) - 1}.0.4"
 
+    @explain_shape_errors
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         last = self.blocks[-1][0]
-        x = guarded_features(self, self.blocks[:-1], x)  # (B, 192, 8, 8) for CIFAR at 32
+        x = self.blocks[:-1](x)  # (B, 192, 8, 8) for CIFAR at 32
         return last[:4](x)  # conv + first cccp of the last mlpconv: (B, num_features, H, W)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

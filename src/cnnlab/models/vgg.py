@@ -22,8 +22,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.models.alexnet import guarded_features, meta_output_shape
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, explain_shape_errors, meta_output_shape
 from cnnlab.models.registry import ModelInfo, register_model
 
 # Table 1 of the paper: conv widths per configuration; "M" = 2x2/2 max-pool.
@@ -69,7 +68,8 @@ class VGG(ConvNet):
         self.num_classes = num_classes
         self.features, self._pool_at = make_layers(CFGS[cfg], in_chans, batch_norm,
                                                    ceil_mode=min(size) < SMALL_INPUT)
-        map_hw = meta_output_shape(self.features, (1, in_chans, *size), "features.", name)[-2:]
+        map_hw = meta_output_shape(self.features, (1, in_chans, *size), prefix="features.",
+                                   name=name)[-2:]
         self.avgpool = nn.AdaptiveAvgPool2d(map_hw)  # (B, 512, 7, 7) at 224
         self.classifier = nn.Sequential(
             nn.Linear(512 * map_hw[0] * map_hw[1], 4096),
@@ -80,7 +80,7 @@ class VGG(ConvNet):
             nn.Dropout(p=dropout),
             nn.Linear(4096, num_classes),
         )
-        self.num_features = 4096
+        self.num_features, self.head_hidden_size = 512, 4096  # last conv maps; FC-4096 units
         widths = [v for v in CFGS[cfg] if v != "M"]
         block_widths = [widths[i] for i, v in enumerate(_block_ends(CFGS[cfg])) if v]
         self.feature_info = [dict(module="stem" if i == 0 else f"stage{i}", num_chs=c,
@@ -100,8 +100,9 @@ class VGG(ConvNet):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
+    @explain_shape_errors
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return guarded_features(self, self.features, x)  # (B, 512, 7, 7) at 224
+        return self.features(x)  # (B, 512, 7, 7) at 224
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(self.avgpool(x), 1)  # (B, 25088) at 224
