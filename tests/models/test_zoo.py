@@ -183,8 +183,9 @@ def test_model_face(built):
     assert reductions == sorted(reductions)
     classifier = model.get_classifier()
     classifier_in = getattr(classifier, "in_features", None) or classifier.in_channels
-    assert model.forward_head(features, pre_logits=True).shape[:2] == (2, classifier_in)
-    assert model.num_features in (features.shape[1], classifier_in)
+    pre_logits = model.forward_head(features, pre_logits=True)
+    assert pre_logits.shape[:2] == (2, classifier_in) == (2, model.head_hidden_size)
+    assert model.num_features == features.shape[1]  # timm: channels of forward_features
     assert model.forward_head(features).shape == (2, NUM_CLASSES)
 
     model.reset_classifier(7)

@@ -73,7 +73,7 @@ class LeNet5(ConvNet):
         self.f6 = nn.Linear(120, 84)  # (B, 84)
         self.act6 = act()
         self.output = nn.Linear(84, num_classes)  # (B, num_classes)
-        self.num_features = 120
+        self.num_features, self.head_hidden_size = 120, 84  # C5 maps; F6 units
         self.feature_info = [
             dict(module="stem", num_chs=6, reduction=1),
             dict(module="stage1", num_chs=16, reduction=2),
