@@ -1,0 +1,98 @@
+"""Training images/s: cnnlab's training path vs the textbook PyTorch loop, same run, same machine.
+
+Baseline ("textbook"): torchvision.datasets.FashionMNIST + transforms.ToTensor + DataLoader
+(shuffle, num_workers=0, the default) feeding an fp32 NCHW model with SGD + momentum.
+cnnlab: ``Trainer.train_epoch`` — one uint8 tensor in memory, batches sliced and normalised on
+the device by a background producer, precision chosen by ``auto`` (measured: bf16 + channels_last
+or fp32 NCHW). Both train the same architecture on the same number of images with the same batch;
+the two are alternated (``--rounds``) and the best round of each is kept, so that the load of a
+shared CPU hits both alike. The ratio is the figure; absolute img/s depend on the load.
+
+    python benchmarks/bench_train_speed.py [--models lenet5 resnet20 resnet18] [--images 2560]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.data import load_dataset
+from cnnlab.data.datasets import find_idx_dir
+from cnnlab.models import create_model
+from cnnlab.train import RunConfig, Trainer
+
+RAW = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+       "t10k-labels-idx1-ubyte")
+
+
+def torchvision_root(tmp: Path) -> Path:
+    """torchvision's FashionMNIST wants root/FashionMNIST/raw/<unzipped IDX files>."""
+    source, raw = find_idx_dir("fashion-mnist"), tmp / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in RAW:
+        gz = source / f"{stem}.gz"
+        with (gzip.open(gz) if gz.exists() else open(source / stem, "rb")) as f, open(raw / stem, "wb") as o:
+            shutil.copyfileobj(f, o)
+    return tmp
+
+
+def textbook(name: str, root: Path, images: int, batch: int) -> float:
+    from torchvision import datasets, transforms
+
+    data = datasets.FashionMNIST(root, train=True, download=False, transform=transforms.ToTensor())
+    data = torch.utils.data.Subset(data, range(images))
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True)
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=1, input_size=28).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    start, seen = time.perf_counter(), 0
+    for x, y in loader:
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        seen += len(y)
+    return seen / (time.perf_counter() - start)
+
+
+def cnnlab_path(name: str, train_set, test_set, batch: int, out: Path) -> tuple[float, str]:
+    config = RunConfig()
+    config.model.name = name
+    config.train.epochs, config.train.batch_size, config.train.lr = 1, batch, 0.01
+    trainer = Trainer(config, out, train_set, test_set, progress=False, log=None)
+    _, _, rate = trainer.train_epoch(1)
+    return rate, trainer.precision.describe()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["lenet5", "resnet20", "resnet18"])
+    parser.add_argument("--images", type=int, default=2560, help="training images per measurement")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    train_full = load_dataset("fashion-mnist", "train")
+    test_small = load_dataset("fashion-mnist", "test").subset(torch.arange(1000))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = torchvision_root(Path(tmp))
+        print(f"{'model':<10} {'textbook img/s':>15} {'cnnlab img/s':>13} {'ratio':>6}  cnnlab path")
+        for name in args.models:
+            n = args.images if name != "resnet18" else args.images // 4
+            subset = train_full.subset(torch.arange(n))
+            base, ours, how = 0.0, 0.0, ""
+            for _ in range(args.rounds):
+                base = max(base, textbook(name, root, n, args.batch))
+                rate, how = cnnlab_path(name, subset, test_small, args.batch, Path(tmp) / name)
+                ours = max(ours, rate)
+            print(f"{name:<10} {base:>15,.0f} {ours:>13,.0f} {ours / base:>5.1f}x  {how}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
