@@ -16,6 +16,8 @@ accuracy for the same compute.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -85,7 +87,7 @@ def equal_budget_width(budget_macs: int, in_chans: int, size: int) -> float:
         mid = (lo + hi) / 2
         macs = cost(SmallInceptionNet(False, mid, in_chans), (in_chans, size, size))["macs"]
         lo, hi = (mid, hi) if macs <= budget_macs else (lo, mid)
-    return round(lo, 3)
+    return math.floor(lo * 1000) / 1000  # rounded down: never above the budget
 
 
 def module_costs() -> dict:

@@ -32,6 +32,7 @@ from cnnlab.train.checkpoint import atomic_write_text
 
 SCALES = ("quick", "default", "full")
 RESULTS_FILE = "results.json"
+HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")  # no timings
 
 
 @dataclass
@@ -168,7 +169,8 @@ class LabContext:
               optimizer: str = "sgd", weight_decay: float = 5e-4, precision: str = "auto",
               groups: list[dict] | None = None, model_name: str | None = None,
               seed_offset: int = 0, augment: dict | None = None) -> list[dict]:
-        """Train ``model`` with the Trainer into ``out/runs/<run_name>``; returns its history.
+        """Train ``model`` with the Trainer into ``out/runs/<run_name>``; returns its history
+        (epoch, train/test loss and accuracy per epoch; timings stay in the run's metrics.csv).
 
         ``augment`` sets fields of the run's ``augment`` section (e.g. ``crop_pad=2, flip=0.5``).
         """
@@ -198,7 +200,8 @@ class LabContext:
         self.log(f"  {run_name}: {len(train_set):,} images x {epochs} epochs · train acc "
                  f"{last['train_acc']:.2%} · test acc {last['test_acc']:.2%} · "
                  f"{time.perf_counter() - start:.0f}s")
-        return history
+        # timings stay in the run's metrics.csv; the numbers of a result must repeat exactly
+        return [{k: v for k, v in row.items() if k in HISTORY_KEYS} for row in history]
 
     def figure(self, ncols: int = 1, size: tuple[float, float] = (6.4, 4.2)):
         """A matplotlib (figure, axes) on the Agg backend."""

@@ -32,11 +32,10 @@ def run(ctx: LabContext) -> Outcome:
         try:
             h = ctx.train(model, name, train, test, s["epochs"], s["lr"], s["batch_size"],
                           optimizer="adamw", weight_decay=s["weight_decay"], model_name=name)
-            row.update(test_acc=points(h[-1]["test_acc"]), train_acc=points(h[-1]["train_acc"]),
-                       seconds=h[-1]["elapsed_s"])
+            row.update(test_acc=points(h[-1]["test_acc"]), train_acc=points(h[-1]["train_acc"]))
         except ConfigError as err:  # the loss diverged: recorded, not hidden
             ctx.log(f"  {name}: {err}")
-            row.update(test_acc=None, train_acc=None, seconds=None, error=str(err))
+            row.update(test_acc=None, train_acc=None, error=str(err))
         rows.append(row)
     _plot(ctx, rows)
     return Outcome(dict(rows=rows), _sentence(rows))

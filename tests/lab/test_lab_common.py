@@ -1,0 +1,77 @@
+"""The lab's runner: balanced nested subsets, settings, results.json, reproducibility."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.errors import ConfigError
+from cnnlab.lab import get_experiment, list_experiments, run_experiment
+from cnnlab.lab.common import balanced_order, repeat_to
+
+ISSUE_EXPERIMENTS = ["depth", "transfer", "data-scaling", "ensemble", "tta", "equivariance",
+                     "bottleneck", "complexity", "explicit"]
+
+
+def test_registry_lists_the_nine_experiments_of_the_issue():
+    assert list_experiments() == ISSUE_EXPERIMENTS
+    for name in ISSUE_EXPERIMENTS:
+        experiment = get_experiment(name)
+        assert experiment.name == name and experiment.claim
+        for scale in ("quick", "default", "full"):
+            assert experiment.resolve(scale)  # every scale resolves to complete settings
+
+
+def test_balanced_order_prefixes_hold_k_of_each_class():
+    labels = torch.arange(10).repeat_interleave(torch.arange(20, 30))  # unequal class sizes
+    order = balanced_order(labels, seed=3)
+    assert sorted(order.tolist()) == list(range(len(labels)))  # a permutation
+    for k in (1, 2, 7, 20):
+        counts = torch.bincount(labels[order[: 10 * k]], minlength=10)
+        assert counts.tolist() == [k] * 10
+    assert torch.equal(order, balanced_order(labels, seed=3))
+    assert not torch.equal(order, balanced_order(labels, seed=4))
+
+
+def test_repeat_to_repeats_whole_copies(tiny_dataset):
+    train, _ = tiny_dataset
+    small = train.subset(torch.arange(7))
+    longer = repeat_to(small, 30)
+    assert len(longer) == 35  # ceil(30 / 7) = 5 copies
+    assert torch.equal(longer.images[14:21], small.images)
+    assert repeat_to(train, 10) is train
+
+
+def test_settings_overrides_are_checked_and_typed():
+    experiment = get_experiment("depth")
+    settings = experiment.resolve("quick", {"depths": "8,20", "epochs": "2", "lr": "0.1"})
+    assert settings["depths"] == [8, 20] and settings["epochs"] == 2 and settings["lr"] == 0.1
+    with pytest.raises(ConfigError, match="no setting 'epoch'"):
+        experiment.resolve("quick", {"epoch": "2"})
+    with pytest.raises(ConfigError, match="not a valid int"):
+        experiment.resolve("quick", {"epochs": "two"})
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        get_experiment("depht")
+
+
+@pytest.mark.slow
+def test_same_seed_same_numbers_and_a_complete_record(tmp_path, tiny_idx_dir):
+    experiment = get_experiment("equivariance")
+    tiny = {"n_train": "60", "n_test": "40", "n_probe": "4", "shifts": "0,1,2"}
+    first = run_experiment(experiment, tmp_path / "a", "quick", 5, tiny, str(tiny_idx_dir), "cpu",
+                           log=None)
+    second = run_experiment(experiment, tmp_path / "b", "quick", 5, tiny, str(tiny_idx_dir), "cpu",
+                            log=None)
+    assert first["numbers"] == second["numbers"] and first["sentence"] == second["sentence"]
+    saved = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert saved["sentence"] == first["sentence"] and saved["seed"] == 5
+    assert saved["settings"]["n_train"] == 60 and saved["scale"] == "quick"
+    env = saved["environment"]
+    assert env["torch"] == torch.__version__ and env["cnnlab"] == cnnlab.__version__
+    assert env["torch_threads"] == torch.get_num_threads()
+    for plot in saved["plots"]:
+        assert (tmp_path / "a" / plot["file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "a" / "runs").iterdir()) == ["flatten", "gap", "maxpool"]
