@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from cnnlab.cli._args import positive_int
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from cnnlab.report import plot_layer_costs
 
-        plot_layer_costs(s, args.plot, title=None)
-        print(f"layer plot: {args.plot}", file=__import__("sys").stderr if args.format != "table"
-              else None)
+        plot_layer_costs(s, args.plot)
+        # json/csv stay machine-readable on stdout; the note goes to stderr
+        print(f"layer plot: {args.plot}", file=sys.stdout if args.format == "table" else sys.stderr)
     return 0
