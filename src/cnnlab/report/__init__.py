@@ -1,5 +1,6 @@
 """Reports: plots of models and runs (matplotlib, Agg backend)."""
 
+from cnnlab.report.html import write_report
 from cnnlab.report.plots import plot_complexity, plot_layer_costs, plot_receptive_field
 
-__all__ = ["plot_complexity", "plot_layer_costs", "plot_receptive_field"]
+__all__ = ["plot_complexity", "plot_layer_costs", "plot_receptive_field", "write_report"]
