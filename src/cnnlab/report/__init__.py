@@ -1,5 +1,6 @@
 """Reports: plots of models and runs (matplotlib, Agg backend)."""
 
+from cnnlab.report.confusion import plot_confusion
 from cnnlab.report.html import write_report
 from cnnlab.report.plots import plot_complexity, plot_layer_costs, plot_receptive_field
 
