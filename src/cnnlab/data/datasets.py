@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,7 +244,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         from torchvision.transforms.v2 import functional as TF
 
         try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)  # (3, H, W) uint8
+            with warnings.catch_warnings():  # torchvision 0.29 points to torchcodec; io still works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                image = decode_image(str(path), mode=ImageReadMode.RGB)  # (3, H, W) uint8
         except RuntimeError as err:
             raise DataError(f"cannot decode image {str(path)!r}: {err}") from None
         image = TF.resize(image, [self.image_size], antialias=True)  # short side -> image_size
@@ -261,8 +264,7 @@ def load_image_folder(root: str | Path, split: str = "train", image_size: int = 
     stats = {}
     for part in dict.fromkeys(["train", split]):
         dataset = ImageFolderDataset(_split_dir(root, part), image_size, classes)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=64, num_workers=workers,
-                            persistent_workers=False, multiprocessing_context="spawn" if workers else None)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=64, num_workers=workers)
         images, labels = zip(*loader)
         stats[part] = torch.cat(images), torch.cat(labels).long()
     train = stats["train"][0].float() / 255
