@@ -33,14 +33,10 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet, explain_shape_errors, meta_output_shape
+from cnnlab.models.base import ConvNet, explain_shape_errors, image_size, meta_output_shape
 from cnnlab.models.registry import ModelInfo, register_model
 
 SMALL_INPUT = 64  # below this input size the small-input stem rule applies (torchvision: min 63)
-
-
-def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[-2]), int(v[-1]))
 
 
 def _lrn() -> nn.LocalResponseNorm:
@@ -59,7 +55,7 @@ class AlexNet(ConvNet):
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, input_size: int | None = None,
                  paper: bool = True, dropout: float = 0.5) -> None:
         super().__init__()
-        size = _pair(input_size or (227 if paper else 224))
+        size = image_size(input_size or (227 if paper else 224))
         small = min(size) < SMALL_INPUT
         self.num_classes = num_classes
         if paper:  # (name, conv out, kernel, stride, padding, groups, LRN, max-pool after)

@@ -26,7 +26,15 @@ from torch import nn
 
 from cnnlab.models._shapes import check_input_size, explain_shape_errors, meta_output_shape
 
-__all__ = ["ConvNet", "check_input_size", "explain_shape_errors", "meta_output_shape"]
+__all__ = ["ConvNet", "check_input_size", "explain_shape_errors", "image_size", "meta_output_shape"]
+
+
+def image_size(input_size: int | tuple[int, ...]) -> tuple[int, int]:
+    """(H, W) from ``input_size`` as ``create_model`` passes it: an int (square), (H, W) or
+    (C, H, W)."""
+    if isinstance(input_size, int):
+        return input_size, input_size
+    return int(input_size[-2]), int(input_size[-1])
 
 
 class ConvNet(nn.Module):

@@ -28,7 +28,7 @@ from torch import nn
 from torchvision.ops import Permute, StochasticDepth
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, explain_shape_errors, image_size
 from cnnlab.models.registry import ModelInfo, register_model
 
 # Sec. 3 of the paper: (depths, channels) per variant.
@@ -82,7 +82,7 @@ class ConvNeXt(ConvNet):
                  in_chans: int = 3, input_size: int | tuple = 224, drop_path_rate: float = 0.0,
                  layer_scale: float = 1e-6, stem: str | None = None) -> None:
         super().__init__()
-        size = min(input_size) if isinstance(input_size, (tuple, list)) else input_size
+        size = min(image_size(input_size))
         stem = stem or ("small" if size < SMALL_INPUT_BELOW else "imagenet")
         if stem not in ("imagenet", "small"):
             raise ConfigError(f"stem must be 'imagenet' or 'small', got {stem!r}")
@@ -117,6 +117,7 @@ class ConvNeXt(ConvNet):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
+    @explain_shape_errors
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, C3, H/32, W/32)
 

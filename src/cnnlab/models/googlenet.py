@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.models.base import ConvNet, explain_shape_errors
+from cnnlab.models.base import ConvNet, explain_shape_errors, image_size
 from cnnlab.models.registry import ModelInfo, register_model
 
 GoogLeNetOutputs = namedtuple("GoogLeNetOutputs", ["logits", "aux_logits2", "aux_logits1"])
@@ -115,7 +115,7 @@ class GoogLeNet(ConvNet):
                  input_size: int | tuple[int, ...] = 224, aux_logits: bool = True,
                  tv: bool = False, dropout: float | None = None, dropout_aux: float = 0.7) -> None:
         super().__init__()
-        size = input_size if isinstance(input_size, int) else min(input_size[-2:])
+        size = min(image_size(input_size))
         bn, small = tv, size < SMALL_INPUT
         self.num_classes, self.aux_logits, self.tv = num_classes, aux_logits, tv
         self.conv1 = BasicConv2d(in_chans, 64, bn, kernel_size=7, stride=1 if small else 2,

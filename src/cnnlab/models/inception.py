@@ -29,7 +29,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet, explain_shape_errors
+from cnnlab.models.base import ConvNet, explain_shape_errors, image_size
 from cnnlab.models.registry import ModelInfo, register_model
 
 # Figure 5: name -> (#1x1, #3x3 reduce, #3x3, double #3x3 reduce, double #3x3, pool, proj, stride)
@@ -85,7 +85,7 @@ class BNInception(ConvNet):
     def __init__(self, num_classes: int = 1000, in_chans: int = 3,
                  input_size: int | tuple[int, ...] = 224, dropout: float = 0.0) -> None:
         super().__init__()
-        size = input_size if isinstance(input_size, int) else min(input_size[-2:])
+        size = min(image_size(input_size))
         small = size < SMALL_INPUT
         self.num_classes = num_classes
         self.stem = nn.Sequential(OrderedDict(

@@ -22,7 +22,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, explain_shape_errors, image_size
 from cnnlab.models.registry import ModelInfo, register_model
 from cnnlab.nn import ScaledTanh, SparseConv2d, TrainableSubsampling
 
@@ -51,7 +51,7 @@ class LeNet5(ConvNet):
     def __init__(self, num_classes: int = 10, in_chans: int = 1, input_size: int = 32,
                  modern: bool = False) -> None:
         super().__init__()
-        size = input_size if isinstance(input_size, int) else input_size[-1]
+        size = image_size(input_size)[1]
         if size > 32:
             raise ValueError(f"LeNet-5 takes images of at most 32x32 (got {size}); resize them first")
         pad = (32 - size) // 2
@@ -82,6 +82,7 @@ class LeNet5(ConvNet):
         if not modern:
             self.apply(_paper_init)
 
+    @explain_shape_errors
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.c1(self.pad(x)))  # C1: (B, 6, 28, 28)
         x = self.act3(self.c3(self.act2(self.s2(x))))  # S2 -> C3: (B, 16, 10, 10)

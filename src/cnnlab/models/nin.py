@@ -28,7 +28,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet, explain_shape_errors
+from cnnlab.models.base import ConvNet, explain_shape_errors, image_size
 from cnnlab.models.registry import ModelInfo, register_model
 
 # (conv width, kernel, stride, padding, cccp widths, pool after: "max"/"avg"/None, dropout after)
@@ -68,7 +68,7 @@ class NiN(ConvNet):
                  input_size: int | tuple[int, ...] = 32, dropout: float = 0.5,
                  ceil_mode: bool = False) -> None:
         super().__init__()
-        size = input_size if isinstance(input_size, int) else min(input_size[-2:])
+        size = min(image_size(input_size))
         self.num_classes = num_classes
         blocks: list[nn.Module] = []
         in_chs, reduction, self.feature_info = in_chans, 1, []

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, explain_shape_errors, image_size
 from cnnlab.models.registry import ModelInfo, register_model
 
 # Table 1 of the paper: blocks per stage.
@@ -144,7 +144,7 @@ class ResNet(ConvNet):
                  shortcut: str = "B", residual: bool = True, variant: str = "v1.5",
                  zero_init_residual: bool = False) -> None:
         super().__init__()
-        size = min(input_size) if isinstance(input_size, (tuple, list)) else input_size
+        size = min(image_size(input_size))
         stem = stem or ("small" if size < SMALL_INPUT_BELOW else "imagenet")
         if shortcut not in SHORTCUTS:
             raise ConfigError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
@@ -194,6 +194,7 @@ class ResNet(ConvNet):
                 if isinstance(m, (BasicBlock, Bottleneck)):
                     nn.init.zeros_((m.bn3 if isinstance(m, Bottleneck) else m.bn2).weight)
 
+    @explain_shape_errors
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, w0, H/4, W/4) or (B, w0, H, W)
         for i in range(self.num_stages):

@@ -26,7 +26,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet
+from cnnlab.models.base import ConvNet, explain_shape_errors
 from cnnlab.models.registry import ModelInfo, register_model
 from cnnlab.nn.scanning import tdnn_to_scanning_mlp
 
@@ -54,6 +54,7 @@ class TDNN(ConvNet):
         self.num_features = hidden
         self.feature_info = [dict(module="stage1", num_chs=hidden, reduction=1)]
 
+    @explain_shape_errors
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.act1(self.conv1(x))  # (B, hidden, L - 2)
 

@@ -22,7 +22,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from cnnlab.models.base import ConvNet, explain_shape_errors, meta_output_shape
+from cnnlab.models.base import ConvNet, explain_shape_errors, image_size, meta_output_shape
 from cnnlab.models.registry import ModelInfo, register_model
 
 # Table 1 of the paper: conv widths per configuration; "M" = 2x2/2 max-pool.
@@ -64,7 +64,7 @@ class VGG(ConvNet):
                  in_chans: int = 3, input_size: int | tuple[int, ...] = 224,
                  dropout: float = 0.5, name: str = "vgg") -> None:
         super().__init__()
-        size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size[-2:])
+        size = image_size(input_size)
         self.num_classes = num_classes
         self.features, self._pool_at = make_layers(CFGS[cfg], in_chans, batch_norm,
                                                    ceil_mode=min(size) < SMALL_INPUT)
