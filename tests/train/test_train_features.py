@@ -93,3 +93,23 @@ def test_help_lists_every_config_key(capsys):
     for section, keys in RunConfig().to_dict().items():
         for key in keys:
             assert f"{section}.{key}=" in text
+
+
+def test_loader_shards_partition_each_global_batch_and_resume_at_a_batch(tiny_dataset):
+    from cnnlab.data.loader import InMemoryLoader
+
+    train, _ = tiny_dataset
+    ids = train.subset(torch.arange(len(train)))
+    ids.labels = torch.arange(len(train))  # label = index: batches reveal which examples they hold
+
+    def batches(rank=0, world=1, start=0):
+        loader = InMemoryLoader(ids, 32, shuffle=True, seed=3, rank=rank, world_size=world, prefetch=0)
+        loader.set_epoch(2, start)
+        return [labels for _, labels in loader]
+
+    full = batches()
+    halves = zip(batches(0, 2), batches(1, 2))
+    for whole, (a, b) in zip(full, halves, strict=True):
+        assert sorted(torch.cat([a, b]).tolist()) == sorted(whole.tolist()) and len(a) == len(b)
+    assert [b.tolist() for b in batches(start=4)] == [b.tolist() for b in full[4:]]
+    assert sorted(torch.cat(full).tolist()) == list(range(len(train)))  # a permutation per epoch
