@@ -142,6 +142,8 @@ class Trainer:
         images, labels = next(iter(InMemoryLoader(self.train_set, min(t.batch_size, 128),
                                                   prefetch=0)))
         chosen, times = measure_cpu_precision(model, images, labels.view(-1))
+        if distributed.broadcast_flag(chosen.name == "bf16", self.dist) != (chosen.name == "bf16"):
+            chosen = resolve_precision(device, "fp32" if chosen.name == "bf16" else "bf16")  # rank 0's
         self.log("precision auto: " + ", ".join(f"{k} {1e3 * v:.0f} ms/step" for k, v in times.items())
                  + f" -> {chosen.name}")
         return chosen
