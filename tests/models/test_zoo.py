@@ -195,7 +195,8 @@ def test_model_face(built):
 
 def test_too_small_input_names_the_layer():
     """ConvNeXt's 4x4/4 stem and three 2x2/2 downsamplings take 16 -> 4 -> 2 -> 1 -> 0."""
-    with pytest.raises(ShapeError, match=r"'features\.6\.1' \(Conv2d\).*\(1, 384, 1, 1\).*32x32"):
+    with pytest.raises(ShapeError, match=r"'features\.6\.1' \(Conv2d\).*\(1, 384, 1, 1\).*32x32"), \
+            torch.device("meta"):  # the check runs at build time; real weights add nothing
         create_model("convnext_tiny", stem="imagenet", input_size=16)
 
 
@@ -213,3 +214,19 @@ def test_check_input_size_on_any_module_and_empty_outputs():
     with pytest.raises(ShapeError, match=r"'2' \(Conv2d\).*\(1, 4, 2, 2\).*at least 8x8"):
         check_input_size(net, (1, 1, 6, 6))  # 6 -> 4 -> 2 -> kernel 3 does not fit
     assert net[0].weight.device.type == "cpu" and net.training  # model left as it was
+
+
+def test_check_follows_torchs_ceil_mode_rule():
+    """A ceil-mode 2x2/2 pool on a 1x1 map gives 1x1 in torch (the window starts inside the
+    input), though o = ceil((1 - 2)/2) + 1 has a negative span: VGG at 16x16 must build and run."""
+    assert nn.MaxPool2d(2, 2, ceil_mode=True)(torch.zeros(1, 1, 1, 1)).shape == (1, 1, 1, 1)
+    with torch.device("meta"):
+        model = create_model("vgg11", num_classes=NUM_CLASSES, input_size=16)  # 16 -> ... -> 1 -> 1
+    assert model.classifier[0].in_features == 512 * 1 * 1
+
+
+def test_input_size_with_channels_is_read_as_height_and_width():
+    """(C, H, W) = (3, 224, 224) is a 224x224 image: ResNet keeps the paper's 7x7/2 stem."""
+    with torch.device("meta"):
+        model = create_model("resnet18", input_size=(3, 224, 224))
+    assert model.conv1.kernel_size == (7, 7) and model.conv1.stride == (2, 2)
