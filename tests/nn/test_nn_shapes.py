@@ -99,3 +99,10 @@ def test_error_names_the_layer_and_the_numbers():
     assert "features.0" in msg and "4" in msg and "5" in msg
     with pytest.raises(ShapeError, match="output_padding"):
         transposed_output_size(4, 3, s=2, output_padding=2)
+
+
+@pytest.mark.parametrize("i, k, s, p", [(1, 2, 2, 0), (3, 4, 3, 0), (2, 3, 2, 0), (1, 3, 3, 1)])
+def test_ceil_mode_kernel_overhanging_a_tiny_input(i, k, s, p):
+    """With ceil_mode, torch keeps one window even when the kernel overhangs the input."""
+    expected = nn.MaxPool1d(k, s, p, ceil_mode=True)(torch.zeros(1, 1, i)).shape[-1]
+    assert output_size(i, k, s, p, ceil_mode=True) == expected

@@ -35,14 +35,15 @@ def output_size(i: int, k: int, s: int = 1, p: int = 0, d: int = 1, *, ceil_mode
         raise ShapeError(f"{name}: input size must be >= 1 and padding >= 0 (got i={i}, p={p})")
     extent = d * (k - 1) + 1  # input pixels one (dilated) kernel placement covers
     span = i + 2 * p - extent  # how far the kernel can slide
-    if span < 0:
-        raise ShapeError(
-            f"{name}: output size would be < 1: the padded input i + 2p = {i} + 2*{p} = "
-            f"{i + 2 * p} is smaller than the kernel extent d(k-1)+1 = {extent} (k={k}, d={d}); "
-            f"use a larger input, more padding, or a smaller kernel/dilation")
     o = (math.ceil(span / s) if ceil_mode else span // s) + 1
     if ceil_mode and (o - 1) * s >= i + p:
         o -= 1  # the last window would start in the right padding (PyTorch's pooling rule)
+    if o < 1:
+        raise ShapeError(
+            f"{name}: output size would be {o} < 1: the padded input i + 2p = {i} + 2*{p} = "
+            f"{i + 2 * p} is smaller than the kernel extent d(k-1)+1 = {extent} (k={k}, d={d}"
+            f"{', ceil_mode' if ceil_mode else ''}); use a larger input, more padding, or a "
+            f"smaller kernel/dilation")
     return o
 
 
