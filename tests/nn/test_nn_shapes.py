@@ -45,11 +45,13 @@ def test_output_size_matches_conv2d(h, w, k, s, p, d):
 def test_output_size_matches_maxpool2d(i, k, s, p_frac, d, ceil):
     p = min(p_frac, k // 2)  # torch: padding at most half the kernel
     pool = nn.MaxPool2d(k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
-    if i + 2 * p < d * (k - 1) + 1:
+    try:  # torch is the oracle, also for which sizes are too small
+        expected = pool(torch.zeros(1, 1, i, i)).shape[-1]
+    except RuntimeError:
         with pytest.raises(ShapeError):
             output_size(i, k, s, p, d, ceil_mode=ceil)
         return
-    assert output_size(i, k, s, p, d, ceil_mode=ceil) == pool(torch.zeros(1, 1, i, i)).shape[-1]
+    assert output_size(i, k, s, p, d, ceil_mode=ceil) == expected
 
 
 @SETTINGS
