@@ -89,3 +89,25 @@ def test_overrides_are_checked():
     with pytest.raises(ConfigError, match="section.key=value"):
         apply_overrides(config, ["epochs"])
     assert RunConfig.from_dict(config.to_dict()) == config
+
+
+def test_side_classifiers_join_the_loss(tmp_path, tiny_dataset):
+    """GoogLeNet returns (logits, aux2, aux1) in training mode: the loss adds 0.3 x each."""
+    import torch.nn.functional as F
+
+    from cnnlab.models.googlenet import googlenet_loss
+
+    config = _config(epochs=1, batch_size=16)
+    config.model.name = "googlenet"
+    train_set, test_set = (d.subset(torch.arange(32)) for d in tiny_dataset)
+    trainer = Trainer(config, tmp_path, train_set, test_set, progress=False, log=None)
+    images, labels = next(iter(trainer.loader))
+    trainer.model.train()
+    outputs = trainer.model(images)
+    assert len(outputs) == 3
+    logits, *aux = outputs
+    by_hand = F.cross_entropy(logits, labels) + 0.3 * sum(F.cross_entropy(a, labels) for a in aux)
+    torch.testing.assert_close(trainer.loss(outputs, labels), by_hand)
+    torch.testing.assert_close(googlenet_loss(outputs, labels), by_hand)
+    history = trainer.fit()
+    assert len(history) == 1 and history[0]["train_loss"] > 0

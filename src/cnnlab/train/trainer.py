@@ -33,6 +33,10 @@ from cnnlab.train.optim import EMA, build_optimizer, build_scheduler, lr_factor,
 __all__ = ["Trainer", "train", "lr_factor", "param_groups", "build_optimizer", "TrainingDiverged"]
 
 
+# Weight of each auxiliary classifier's loss ("weighted by 0.3", Szegedy et al. 2015, Sec. 5).
+AUX_LOSS_WEIGHT = 0.3
+
+
 class TrainingDiverged(ConfigError):
     """The loss became NaN or infinite; the run directory keeps the last good checkpoint."""
 
@@ -148,8 +152,16 @@ class Trainer:
                  + f" -> {chosen.name}")
         return chosen
 
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), targets, label_smoothing=self.config.train.label_smoothing)
+    def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the logits; with side classifiers (GoogLeNet in training mode returns
+        (logits, aux2, aux1)) plus AUX_LOSS_WEIGHT times the cross-entropy of each."""
+        smoothing = self.config.train.label_smoothing
+        logits, *aux = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
+        for side in (a for a in aux if a is not None):
+            loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(side.float(), targets,
+                                                            label_smoothing=smoothing)
+        return loss
 
     def train_epoch(self, epoch: int) -> tuple[float, float, float]:
         """One pass over this process's shard; returns (mean loss, accuracy, images/s), all ranks."""
@@ -165,13 +177,15 @@ class Trainer:
         seen_now, start = 0, time.perf_counter()
         self.loader.set_epoch(epoch, start_step)
         bar = tqdm(total=len(self.loader), initial=start_step, desc=f"epoch {epoch}/{t.epochs}",
-                   unit="batch", leave=False, disable=not self.progress, dynamic_ncols=True)
+                   unit="batch", leave=False, dynamic_ncols=True,
+                   disable=None if self.progress else True)  # None: off when not a terminal
         for step, (images, targets) in enumerate(self.loader, start=start_step):
             if self.precision.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with self.precision.autocast():
-                logits = self.step_model(images)
-            loss = self._loss(logits, targets)
+                outputs = self.step_model(images)
+            logits = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
+            loss = self.loss(outputs, targets)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"the training loss became {loss.item()} at epoch {epoch} step {step}; lower the "
