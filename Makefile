@@ -10,6 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cnnlab-installed-$(shell printf '%s' "$(CURDIR)" | cksum | cut -d' ' -f1)
 FMNIST_DEB := /usr/share/datasets/fashion-mnist
 DEMO_DIR ?= runs/demo
+DEMO_EPOCHS ?= 12
 PYTEST_ARGS ?= -n 2 -q
 
 .PHONY: setup data demo test lint bench clean
@@ -34,7 +35,7 @@ data:
 	fi
 
 demo: setup data
-	$(VENV)/bin/cnnlab train lenet5 --data fashion-mnist --epochs 8 --seed 0 --out $(DEMO_DIR) --overwrite
+	$(VENV)/bin/cnnlab train lenet5 --data fashion-mnist --epochs $(DEMO_EPOCHS) --seed 0 --out $(DEMO_DIR) --overwrite
 	$(VENV)/bin/cnnlab evaluate $(DEMO_DIR)
 
 test: setup data
