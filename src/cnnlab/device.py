@@ -102,7 +102,9 @@ def measure_cpu_precision(model: torch.nn.Module, images: torch.Tensor, labels: 
             x = images.contiguous(memory_format=torch.channels_last) if p.channels_last else images
             start = time.perf_counter()
             with p.autocast():
-                loss = F.cross_entropy(models[name](x).float(), labels)
+                outputs = models[name](x)  # GoogLeNet in training mode: (logits, aux2, aux1)
+                logits = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
+                loss = F.cross_entropy(logits.float(), labels)
             loss.backward()
             if rep:
                 times[name] = min(times[name], time.perf_counter() - start)

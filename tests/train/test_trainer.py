@@ -111,3 +111,23 @@ def test_side_classifiers_join_the_loss(tmp_path, tiny_dataset):
     torch.testing.assert_close(googlenet_loss(outputs, labels), by_hand)
     history = trainer.fit()
     assert len(history) == 1 and history[0]["train_loss"] > 0
+
+
+def test_precision_probe_takes_models_with_side_classifiers():
+    """`auto` precision times a training step; GoogLeNet-style (logits, aux...) outputs work."""
+    from torch import nn
+
+    from cnnlab.device import measure_cpu_precision
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.fc, self.aux = nn.Linear(4, 10), nn.Linear(4, 10)
+
+        def forward(self, x):
+            h = self.conv(x).mean((2, 3))
+            return (self.fc(h), self.aux(h)) if self.training else self.fc(h)
+
+    chosen, times = measure_cpu_precision(TwoHeads(), torch.randn(4, 1, 8, 8), torch.arange(4))
+    assert chosen.name in ("bf16", "fp32") and set(times) == {"bf16", "fp32"}

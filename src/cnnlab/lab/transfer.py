@@ -100,12 +100,15 @@ def _sentence(numbers: dict) -> str:
         best = max(("frozen", "finetune"), key=lambda m: acc[target][m][at])
         return acc[target][best][at] - acc[target]["scratch"][at], best
 
+    def versus(g: float) -> str:
+        return f"{'beat' if g >= 0 else 'trailed'} training from scratch by {abs(g):.1f} points"
+
     g_sim, m_sim = gain(similar, k)
     text = (f"With {k} label{'s' if k > 1 else ''} per class, transfer from fashion 0-4 "
-            f"({m_sim}) beat training from scratch by {g_sim:+.1f} points on {similar}")
+            f"({m_sim}) {versus(g_sim)} on {similar}")
     if k in acc[other]["scratch"]:
         g_oth, m_oth = gain(other, k)
-        text += f" and by {g_oth:+.1f} points on the {other} ({m_oth})"
+        text += f" and {versus(g_oth)} on the {other} ({m_oth})"
         if g_sim > 0 and g_oth < g_sim:
             text += ": transfer helps, and less when source and target differ, as the notes say"
         elif g_sim > 0:
