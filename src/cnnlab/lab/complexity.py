@@ -80,10 +80,12 @@ def _sentence(rows: list[dict]) -> str:
     trend = ("more compute bought accuracy" if r > 0.5 else
              "more compute did not reliably buy accuracy at this scale" if r > -0.2 else
              "the costlier models did worse at this scale (short recipe, small input)")
+    close = ("no cheaper model came within a point of it" if cheapest_close is best else
+             f"{cheapest_close['model']} came within a point at "
+             f"{cheapest_close['macs'] / 1e6:.1f}M multiply-adds")
     return (f"With one shared small-input recipe, {best['model']} was the most accurate "
             f"({best['test_acc']:.1f}% with {best['macs'] / 1e6:.1f}M multiply-adds and "
-            f"{best['params'] / 1e6:.2f}M parameters); {cheapest_close['model']} came within a point "
-            f"at {cheapest_close['macs'] / 1e6:.1f}M multiply-adds, and the costliest, "
+            f"{best['params'] / 1e6:.2f}M parameters); {close}, and the costliest, "
             f"{costliest['model']} ({costliest['macs'] / 1e6:.0f}M), reached "
             f"{costliest['test_acc']:.1f}%: {trend} (correlation of accuracy with log multiply-adds "
             f"r = {r:.2f}){tail}.")
