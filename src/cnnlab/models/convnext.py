@@ -25,7 +25,6 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import Permute, StochasticDepth
 
 from cnnlab.errors import ConfigError
 from cnnlab.models.base import ConvNet, explain_shape_errors, image_size
@@ -55,6 +54,10 @@ class CNBlock(nn.Module):
     """dwconv 7x7 -> LN -> Linear(4C) -> GELU -> Linear(C), times layer scale, plus the input."""
 
     def __init__(self, dim: int, layer_scale: float, drop_path: float) -> None:
+        # Imported here, not at module level: torchvision costs ~1.5 s to import, which every
+        # `cnnlab` command would otherwise pay whether or not it builds a ConvNeXt.
+        from torchvision.ops import Permute, StochasticDepth
+
         super().__init__()
         self.block = nn.Sequential(
             nn.Conv2d(dim, dim, 7, padding=3, groups=dim),  # depthwise, (B, C, H, W)
