@@ -113,3 +113,30 @@ def test_loader_shards_partition_each_global_batch_and_resume_at_a_batch(tiny_da
         assert sorted(torch.cat([a, b]).tolist()) == sorted(whole.tolist()) and len(a) == len(b)
     assert [b.tolist() for b in batches(start=4)] == [b.tolist() for b in full[4:]]
     assert sorted(torch.cat(full).tolist()) == list(range(len(train)))  # a permutation per epoch
+
+
+def test_prefetch_producer_prepares_batches_on_one_thread_and_leaves_the_default(tiny_dataset):
+    import threading
+
+    from cnnlab.data.loader import InMemoryLoader
+
+    train, _ = tiny_dataset
+    seen = []
+
+    def transform(images, labels, generator):  # runs in the producer thread
+        seen.append(torch.get_num_threads())
+        return images.float(), labels
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        batches = list(InMemoryLoader(train, 32, prefetch=2, transform=transform))
+        assert len(batches) == len(seen) > 1 and set(seen) == {1}
+        assert torch.get_num_threads() == 2  # the training thread keeps its team
+        later = []
+        thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert later == [2]  # threads started afterwards get the default again
+    finally:
+        torch.set_num_threads(before)
