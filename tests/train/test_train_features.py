@@ -65,6 +65,21 @@ def test_early_stopping_and_clipping_and_ema_run(tmp_path, tiny_dataset):
     assert len(history) < 6  # a learning rate of 1e-6 cannot keep improving the test accuracy
 
 
+def test_eval_every_tests_every_nth_epoch_and_the_last(tmp_path, tiny_dataset):
+    from cnnlab.train import read_metrics
+
+    config = _config(epochs=5, eval_every=2)
+    config.train.plot = True
+    history = Trainer(config, tmp_path, *tiny_dataset, progress=False, log=None).fit()
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["test_acc"] is not None for r in rows] == [False, True, False, True, True]
+    assert [r["test_acc"] is not None for r in history] == [False, True, False, True, True]
+    assert all(r["train_acc"] is not None for r in rows) and (tmp_path / "curves.png").stat().st_size
+    with pytest.raises(ConfigError, match="eval_every"):
+        _config(eval_every=0).validate()
+
+
 def test_config_file_yaml_and_precedence(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text("model: {name: resnet20}\ntrain: {epochs: 3, lr: 0.1}\naugment: {flip: 0.5}\n")

@@ -249,11 +249,12 @@ def _curves_png(history: list[dict]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     for split, style in (("train", "--"), ("test", "-")):
-        ax1.plot(epochs, [r[f"{split}_loss"] for r in history], style, marker="o", label=split)
-        ax2.plot(epochs, [100 * r[f"{split}_acc"] for r in history], style, marker="o", label=split)
+        rows = [r for r in history if r[f"{split}_acc"] is not None]  # test: evaluated epochs
+        epochs = [r["epoch"] for r in rows]
+        ax1.plot(epochs, [r[f"{split}_loss"] for r in rows], style, marker="o", label=split)
+        ax2.plot(epochs, [100 * r[f"{split}_acc"] for r in rows], style, marker="o", label=split)
     for ax, name in ((ax1, "cross-entropy"), (ax2, "accuracy (%)")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)

@@ -32,7 +32,8 @@ class RunLog:
         row = history[-1]
         if self.writer is not None:
             for key in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "images_per_s"):
-                self.writer.add_scalar(key, float(row[key]), int(row["epoch"]))
+                if row[key] is not None:  # test_*: None on epochs without evaluation
+                    self.writer.add_scalar(key, float(row[key]), int(row["epoch"]))
             self.writer.flush()
         if self.plot:
             plot_curves(history, self.out / "curves.png")
@@ -51,11 +52,12 @@ def plot_curves(history: list[dict], path: Path) -> Path:
 
     from cnnlab.train.checkpoint import atomic_write_bytes
 
-    epochs = [int(r["epoch"]) for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
     for split in ("train", "test"):
-        ax_loss.plot(epochs, [float(r[f"{split}_loss"]) for r in history], marker="o", label=split)
-        ax_acc.plot(epochs, [100 * float(r[f"{split}_acc"]) for r in history], marker="o", label=split)
+        rows = [r for r in history if r[f"{split}_acc"] is not None]  # test: evaluated epochs
+        epochs = [int(r["epoch"]) for r in rows]
+        ax_loss.plot(epochs, [float(r[f"{split}_loss"]) for r in rows], marker="o", label=split)
+        ax_acc.plot(epochs, [100 * float(r[f"{split}_acc"]) for r in rows], marker="o", label=split)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):

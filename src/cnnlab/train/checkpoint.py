@@ -85,8 +85,8 @@ def write_metrics(path: str | Path, rows: list[dict]) -> Path:
 
 def read_metrics(path: str | Path) -> list[dict]:
     with open(path, newline="") as f:
-        return [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+        return [{k: int(v) if k == "epoch" else float(v) if v != "" else None for k, v in row.items()}
+                for row in csv.DictReader(f)]  # "": not evaluated that epoch (train.eval_every)
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:

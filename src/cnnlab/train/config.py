@@ -58,7 +58,7 @@ class TrainSection:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     grad_clip: float = 0.0  # clip the global gradient norm to this (0 = off)
     ema_decay: float = 0.0  # exponential moving average of the weights (0 = off); evaluated and saved
-    early_stop_patience: int = 0  # stop after this many epochs without a better test accuracy (0 = off)
+    early_stop_patience: int = 0  # stop after this many evaluations without a better test accuracy (0 = off)
     tta_flip: bool = False  # evaluate on the mean logits of the image and its mirror
     seed: int = 0  # seeds init, order and augmentation: same seed, same run
     device: str = "auto"  # auto (cuda if available), cpu, cuda
@@ -69,6 +69,7 @@ class TrainSection:
     deterministic: bool = False  # torch.use_deterministic_algorithms, fp32: bitwise repeatable
     checkpoint_every: int = 0  # also checkpoint every N optimizer steps (0 = once per epoch)
     eval_batch_size: int = 1000  # examples per evaluation batch
+    eval_every: int = 1  # evaluate every N epochs and after the last (test columns empty between)
     tensorboard: bool = True  # write TensorBoard scalars when tensorboard is installed
     plot: bool = True  # draw curves.png in the run directory after each epoch
 
@@ -151,6 +152,8 @@ class RunConfig:
             raise ConfigError(f"train.epochs must be at least 1, got {t.epochs}")
         if t.batch_size < 1:
             raise ConfigError(f"train.batch_size must be at least 1, got {t.batch_size}")
+        if t.eval_every < 1:
+            raise ConfigError(f"train.eval_every must be at least 1 (1: every epoch), got {t.eval_every}")
         if t.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {t.lr}")
         if not 0 <= t.ema_decay < 1:

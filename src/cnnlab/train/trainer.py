@@ -262,21 +262,25 @@ class Trainer:
         group = self.optimizer.param_groups[0]  # the lr at the epoch's first step, even if resumed
         lr = group["initial_lr"] * self.scheduler.lr_lambdas[0]((epoch - 1) * len(self.loader))
         train_loss, train_acc, rate = self.train_epoch(epoch)
-        result = self.evaluate()
+        result = self.evaluate() if epoch % t.eval_every == 0 or epoch == t.epochs else None
         row = dict(epoch=epoch, train_loss=round(train_loss, 5), train_acc=round(train_acc, 5),
-                   test_loss=round(result.loss, 5), test_acc=round(result.accuracy, 5),
-                   lr=f"{lr:.6g}", images_per_s=round(rate, 1), elapsed_s=round(self._elapsed(), 2))
+                   test_loss=None, test_acc=None, lr=f"{lr:.6g}", images_per_s=round(rate, 1),
+                   elapsed_s=round(self._elapsed(), 2))
+        tested = ""
+        if result is not None:
+            row.update(test_loss=round(result.loss, 5), test_acc=round(result.accuracy, 5))
+            improved = result.accuracy > self.best_acc
+            self.best_acc, self.bad_epochs = (max(self.best_acc, result.accuracy),
+                                              0 if improved else self.bad_epochs + 1)
+            tested = f"test loss {result.loss:.4f} acc {result.accuracy:.2%}  "
         self.history.append(row)
-        improved = result.accuracy > self.best_acc
-        self.best_acc, self.bad_epochs = (max(self.best_acc, result.accuracy),
-                                          0 if improved else self.bad_epochs + 1)
         checkpointing.save_checkpoint(self, epoch, 0, None, self._elapsed())
         if runlog is not None:
             runlog.epoch_end(self.history)
         self.log(f"epoch {epoch:>3}/{t.epochs}  train loss {train_loss:.4f} acc {train_acc:.2%}  "
-                 f"test loss {result.loss:.4f} acc {result.accuracy:.2%}  "
-                 f"{rate:,.0f} img/s  {row['elapsed_s']:.0f}s")
-        stop = bool(t.early_stop_patience) and self.bad_epochs >= t.early_stop_patience
+                 f"{tested}{rate:,.0f} img/s  {row['elapsed_s']:.0f}s")
+        stop = (result is not None and bool(t.early_stop_patience)
+                and self.bad_epochs >= t.early_stop_patience)
         return distributed.broadcast_flag(stop, self.dist)
 
 
