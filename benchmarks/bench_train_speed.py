@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from cnnlab.data import load_dataset
 from cnnlab.data.datasets import find_idx_dir
+from cnnlab.device import measure_cpu_precision
 from cnnlab.models import create_model
 from cnnlab.train import RunConfig, Trainer
 
@@ -72,30 +73,6 @@ def cnnlab_path(name: str, train_set, test_set, batch: int, out: Path) -> tuple[
     return rate, trainer.precision.describe()
 
 
-def bare_step(name: str, batch: int, bf16: bool, repeats: int = 5) -> float:
-    """Seconds per training step (forward, backward, SGD) on random images, best of ``repeats``:
-    the ceiling of any data path — fp32 NCHW, or bf16 autocast with channels_last."""
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=10, in_chans=1, input_size=28).train()
-    images, labels = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
-    if bf16:
-        model = model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    best = float("inf")
-    for i in range(repeats + 1):  # the first step warms up oneDNN's kernel cache
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i:
-            best = min(best, time.perf_counter() - start)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["lenet5", "resnet20", "resnet18"])
@@ -103,12 +80,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--bare", action="store_true",
-                        help="instead: time a bare training step, fp32 NCHW vs bf16 + channels_last")
+                        help="instead: time a bare forward + backward, fp32 NCHW vs bf16 + channels_last")
     args = parser.parse_args()
     if args.bare:
         print(f"{'model':<10} {'fp32 NCHW ms':>13} {'bf16 CL ms':>11} {'ratio':>6}")
-        for name in args.models:
-            fp32, bf16 = bare_step(name, args.batch, False), bare_step(name, args.batch, True)
+        for name in args.models:  # forward + backward on random images: what `auto` times
+            torch.manual_seed(0)
+            model = create_model(name, num_classes=10, in_chans=1, input_size=28)
+            images, labels = torch.randn(args.batch, 1, 28, 28), torch.randint(0, 10, (args.batch,))
+            _, times = measure_cpu_precision(model, images, labels, repeats=5)
+            fp32, bf16 = times["fp32"], times["bf16"]
             print(f"{name:<10} {1e3 * fp32:>13,.0f} {1e3 * bf16:>11,.0f} {fp32 / bf16:>5.2f}x", flush=True)
         return
     train_full = load_dataset("fashion-mnist", "train")

@@ -204,11 +204,12 @@ def run_report(run_dir: Path, data_dir: str | None = None, max_mistakes: int = 2
     from cnnlab.evaluate import evaluate_model
     from cnnlab.report.confusion import plot_confusion
     from cnnlab.train import load_run_model, read_metrics
+    from cnnlab.train.callbacks import draw_curves
     from cnnlab.transfer import run_test_spec
 
     config, model = load_run_model(run_dir)
     history = read_metrics(run_dir / "metrics.csv")
-    sections = [section("Training curves", figure(_curves_png(history), "training curves",
+    sections = [section("Training curves", figure(fig_png(draw_curves(history)), "training curves",
                         "Cross-entropy and accuracy after each epoch (train: running mean over "
                         "the epoch; test: the whole test split)."))]
     test_set = run_test_spec(run_dir, config, data_dir).load("test", config.data.download)
@@ -241,26 +242,6 @@ def run_report(run_dir: Path, data_dir: str | None = None, max_mistakes: int = 2
     sub = (f"{config.model.name} on {config.data.name} · {int(last['epoch'])} epochs · "
            f"final test accuracy {last['test_acc']:.2%} · {run_dir}")
     return page(f"Run: {run_dir.name}", sub, sections)
-
-
-def _curves_png(history: list[dict]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for split, style in (("train", "--"), ("test", "-")):
-        rows = [r for r in history if r[f"{split}_acc"] is not None]  # test: evaluated epochs
-        epochs = [r["epoch"] for r in rows]
-        ax1.plot(epochs, [r[f"{split}_loss"] for r in rows], style, marker="o", label=split)
-        ax2.plot(epochs, [100 * r[f"{split}_acc"] for r in rows], style, marker="o", label=split)
-    for ax, name in ((ax1, "cross-entropy"), (ax2, "accuracy (%)")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    return fig_png(fig)
 
 
 def _mistakes(probs: torch.Tensor, test_set, limit: int) -> str:

@@ -43,29 +43,39 @@ class RunLog:
             self.writer.close()
 
 
-def plot_curves(history: list[dict], path: Path) -> Path:
-    """Loss (left) and accuracy (right) against the epoch, train and test, saved atomically."""
+def draw_curves(history: list[dict]):
+    """A matplotlib figure: loss (left) and accuracy (right) against the epoch, train and test
+    (test only on the epochs that were evaluated, ``train.eval_every``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cnnlab.train.checkpoint import atomic_write_bytes
-
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for split in ("train", "test"):
-        rows = [r for r in history if r[f"{split}_acc"] is not None]  # test: evaluated epochs
+    for split, style in (("train", "--"), ("test", "-")):
+        rows = [r for r in history if r[f"{split}_acc"] is not None]
         epochs = [int(r["epoch"]) for r in rows]
-        ax_loss.plot(epochs, [float(r[f"{split}_loss"]) for r in rows], marker="o", label=split)
-        ax_acc.plot(epochs, [100 * float(r[f"{split}_acc"]) for r in rows], marker="o", label=split)
+        ax_loss.plot(epochs, [float(r[f"{split}_loss"]) for r in rows], style, marker="o", label=split)
+        ax_acc.plot(epochs, [100 * float(r[f"{split}_acc"]) for r in rows], style, marker="o",
+                    label=split)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(history: list[dict], path: Path) -> Path:
+    """:func:`draw_curves` saved as a PNG, atomically."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    from cnnlab.train.checkpoint import atomic_write_bytes
+
+    fig = draw_curves(history)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
