@@ -1,5 +1,6 @@
 """The model zoo: one file per family, each registering its variants with ``register_model``."""
 
+import cnnlab.models.efficientnet  # noqa: F401  (registration)
 import cnnlab.models.fastnet  # noqa: F401  (registration)
 from cnnlab.models import alexnet, convnext, googlenet, inception, lenet, nin, resnet, resnet_cifar, tdnn, vgg  # noqa: F401  (registration)
 from cnnlab.models.base import ConvNet
