@@ -9,7 +9,9 @@ from cnnlab.data.loader import normalize
 from cnnlab.errors import ConfigError
 from cnnlab.models import create_model
 from cnnlab.train import RunConfig
-from cnnlab.transfer import cached_features, freeze, split_for_cache, train_head
+from cnnlab.train.checkpoint import read_metrics
+from cnnlab.train.trainer import Trainer
+from cnnlab.transfer import FeatureDataset, cached_features, freeze, split_for_cache
 from cnnlab.transfer.run import refuse_feature_augmentation
 
 
@@ -76,28 +78,90 @@ def test_cached_flip_views(tiny_dataset, tmp_path):
     torch.testing.assert_close(feats[1], mirrored)
 
 
-def test_head_training_on_cache_leaves_the_backbone_alone(tiny_dataset, tmp_path):
+def _head_run(model, train, test, folder):
+    point, extract, head = split_for_cache(model)
+    tr, _ = cached_features(extract, model, train, folder, {"point": point})
+    te, _ = cached_features(extract, model, test, folder, {"point": point})
+    config = RunConfig()
+    config.model.name, config.model.num_classes, config.model.in_chans = "lenet5", 10, 1
+    config.model.input_size = 28
+    t = config.train
+    t.epochs, t.batch_size, t.lr, t.precision, t.plot, t.tensorboard = 3, 32, 0.05, "fp32", False, False
+    return (point, head, config, FeatureDataset(tr, train.labels, train.classes, train.name),
+            FeatureDataset(te, test.labels, test.classes, test.name))
+
+
+def test_head_trains_through_the_trainer_and_leaves_the_backbone_alone(tiny_dataset, tmp_path):
     train, test = tiny_dataset
     model = _lenet()
     freeze(model, "features")
     backbone = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(("f6", "output"))}
     head_before = model.output.weight.clone()
-    point, extract, head = split_for_cache(model)
+    point, head, config, tr, te = _head_run(model, train, test, tmp_path / "cache")
     assert point == "features"  # LeNet's head holds F6 as well as the output layer
-    tr, _ = cached_features(extract, model, train, tmp_path, {"point": point})
-    te, _ = cached_features(extract, model, test, tmp_path, {"point": point})
-    config = RunConfig()
-    config.train.epochs, config.train.batch_size, config.train.lr = 3, 32, 0.05
-    history = train_head(model, head, tr, train.labels, te, test.labels, config, log=None)
+    history = Trainer(config, tmp_path / "run", tr, te, progress=False, log=None, model=head).fit()
     assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in backbone.items())
     assert not torch.equal(head_before, model.output.weight)
+    # the run directory is an ordinary run of the whole network: metrics.csv, loadable weights
+    assert [r["epoch"] for r in read_metrics(tmp_path / "run" / "metrics.csv")] == [1, 2, 3]
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "run" / "model.safetensors"))
+    assert saved.keys() == model.state_dict().keys()
+    # the test accuracy the Trainer reports is the whole network's on the images
+    with torch.no_grad():
+        logits = model.eval()(normalize(test.images, test.mean, test.std))
+    assert history[-1]["test_acc"] == pytest.approx((logits.argmax(1) == test.labels).float().mean().item(),
+                                                    abs=1e-5)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after_epoch_1(line: str) -> None:
+    if line.startswith("epoch   1/"):  # logged once epoch 1's checkpoint is on disk
+        raise _Killed
+
+
+def test_head_training_resumes_exactly(tiny_dataset, tmp_path):
+    train, test = tiny_dataset
+    runs = {}
+    for name in ("straight", "resumed"):
+        model = _lenet()
+        freeze(model, "features")
+        _, head, config, tr, te = _head_run(model, train, test, tmp_path / "cache")
+        if name == "resumed":
+            with pytest.raises(_Killed):
+                Trainer(config, tmp_path / name, tr, te, progress=False, log=_kill_after_epoch_1,
+                        model=head).fit()
+            model = _lenet()  # a new process: fresh head weights, then the checkpoint's
+            freeze(model, "features")
+            _, head, config, tr, te = _head_run(model, train, test, tmp_path / "cache")
+        Trainer(config, tmp_path / name, tr, te, progress=False, log=None, model=head,
+                resume=name == "resumed").fit()
+        runs[name] = model.state_dict()
+    assert all(torch.equal(v, runs["resumed"][k]) for k, v in runs["straight"].items())
+    assert read_metrics(tmp_path / "resumed" / "metrics.csv")[-1]["epoch"] == 3
+
+
+def test_dropout_heads_cache_pooled_vectors_and_keep_their_dropout(tmp_path):
+    model = create_model("googlenet_tv", num_classes=10, input_size=64, aux_logits=False).eval()
+    point, extract, head = split_for_cache(model)
+    assert point == "pre_logits" and head.dropouts == [model.dropout]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(head(extract(x)), model(x))
+        head.train()
+        vectors = extract(x)
+        assert not torch.equal(head(vectors), head(vectors))  # dropout acts while the head trains
 
 
 def test_resnet_caches_pooled_vectors(tiny_dataset, tmp_path):
     model = create_model("resnet20", num_classes=10, in_chans=1, input_size=28).eval()
     point, extract, head = split_for_cache(model)
-    assert point == "pre_logits" and head is model.fc
+    assert point == "pre_logits" and head.network is model
     x = torch.randn(2, 1, 28, 28)
     torch.testing.assert_close(head(extract(x)), model(x))
     _, test = tiny_dataset

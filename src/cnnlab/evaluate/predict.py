@@ -2,9 +2,11 @@
 
 An image is decoded with ``torchvision.io.decode_image`` (PNG, JPEG, GIF, WEBP), converted to the
 model's channels by the decoder (``ImageReadMode.GRAY``: ITU-R 601 luma; ``RGB``: grey repeated,
-alpha dropped), then resized so its shorter side equals the model's input size (bilinear,
-antialiased) and centre-cropped to a square — the training transform of the in-memory data sets,
-whose images are already square at that size. Files that are missing or that do not decode are
+alpha dropped), then resized so its shorter side equals ``resize`` (antialiased; bilinear unless
+the weights ask for bicubic) and centre-cropped to ``size`` x ``size``. For a run, ``resize`` is
+the model's input size — the training transform of the in-memory data sets, whose images are
+already square at that size; pretrained weights bring their own (``Preprocessing``: e.g. resize
+256, crop 224). Files that are missing or that do not decode are
 refused with a :class:`~cnnlab.errors.DataError` naming the file.
 """
 
@@ -22,7 +24,8 @@ from cnnlab.data.loader import normalize
 from cnnlab.errors import DataError
 
 
-def load_image(path: str | Path, in_chans: int, size: int) -> torch.Tensor:
+def load_image(path: str | Path, in_chans: int, size: int, resize: int | None = None,
+               interpolation: str = "bilinear") -> torch.Tensor:
     """Decode an image file to uint8 (in_chans, size, size) as described in the module docstring."""
     path = Path(path)
     if not path.is_file():
@@ -40,7 +43,8 @@ def load_image(path: str | Path, in_chans: int, size: int) -> torch.Tensor:
                         f"{reason}") from None
     if image.ndim == 4:  # an animated GIF: its first frame
         image = image[0]
-    image = TF.resize(image, size, antialias=True)  # shorter side -> size
+    mode = TF.InterpolationMode(interpolation)
+    image = TF.resize(image, resize or size, interpolation=mode, antialias=True)  # shorter side
     return TF.center_crop(image, [size, size]).contiguous()  # (C, size, size) uint8
 
 

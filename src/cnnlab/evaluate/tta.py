@@ -121,8 +121,7 @@ def predict_view_logits(model: nn.Module, dataset, mode: str, crop_size: int,
             views = tta_views(raw, mode, crop_size)  # (V, B, C, h, w)
             v, b = views.shape[:2]
             batch = normalize(views.reshape(v * b, *views.shape[2:]), dataset.mean, dataset.std)
-            if precision.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
+            batch = precision.format(batch)
             with precision.autocast():
                 logits = model(batch).float()  # (V*B, classes): one forward pass for all views
             outputs.append(logits.view(v, b, -1).cpu())

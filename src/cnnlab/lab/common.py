@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.data.datasets import InMemoryDataset, load_dataset
+from cnnlab.data.datasets import InMemoryDataset, balanced_order, load_dataset
 from cnnlab.errors import ConfigError
 from cnnlab.train.checkpoint import atomic_write_text
 
@@ -113,20 +113,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def balanced_order(labels: torch.Tensor, seed: int) -> torch.Tensor:
-    """A seeded order of the indices whose every prefix is class-balanced.
-
-    The indices are shuffled, ranked within their class (0 for the first of each class, 1 for
-    the second, ...) and sorted by rank: the first ``k * C`` hold ``k`` of each of the C classes,
-    and a smaller subset is always a prefix of a larger one (nested training sets).
-    """
-    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    onehot = torch.nn.functional.one_hot(labels[perm], int(labels.max()) + 1)  # (N, C)
-    rank = (onehot.cumsum(0) * onehot).sum(1) - 1  # rank of each example within its class
-    order = torch.argsort(rank * len(labels) + torch.arange(len(labels)))
-    return perm[order]
 
 
 def repeat_to(dataset: InMemoryDataset, min_images: int) -> InMemoryDataset:

@@ -92,16 +92,22 @@ def create_model(
     num_classes: int | None = None,
     in_chans: int | None = None,
     input_size: int | tuple[int, ...] | None = None,
+    weights: str | None = None,
     **kwargs,
 ) -> nn.Module:
-    """Build a registered model.
+    """Build a registered model, optionally with pretrained weights.
 
     Args:
         name: a name from :func:`list_models`.
-        num_classes: outputs of the classifier (the paper's when ``None``).
-        in_chans: input channels (the paper's when ``None``).
+        num_classes: outputs of the classifier (the paper's when ``None``; with ``weights``, the
+            weights' classes — another number keeps the pretrained backbone under a new head).
+        in_chans: input channels (the paper's when ``None``; with ``weights`` another number
+            adapts the first convolution, see :func:`cnnlab.models.weights.adapt_input_conv`).
         input_size: spatial size the model will see (an int or (H, W)); families that cannot
             take small images as published adapt by the rule in ``model_info(name).small_input``.
+            With ``weights``, the weights' input size when ``None``.
+        weights: a tag of :func:`~cnnlab.models.weights.list_weights` (``"imagenet"``,
+            ``"IMAGENET1K_V1"``, ...): load those pretrained weights.
         **kwargs: family options (e.g. ``aux_logits``, ``shortcut``, ``drop_path_rate``).
             Options left as ``None`` are dropped, so the model's own default applies.
     """
@@ -111,7 +117,20 @@ def create_model(
     for key in ("num_classes", "in_chans"):
         if key in options and (not isinstance(options[key], int) or options[key] < 1):
             raise ConfigError(f"{key} must be a positive integer, got {options[key]!r}")
+    pretrained = None
+    if weights is not None:
+        from cnnlab.models.weights import weights_info
+
+        pretrained = weights_info(name, weights)
+        input_size = input_size or pretrained.preprocessing.crop
+        options.update(num_classes=pretrained.num_classes, input_size=input_size)
     model = entry.fn(**options)
+    if pretrained is not None:
+        from cnnlab.models.weights import load_pretrained
+
+        load_pretrained(model, pretrained, entry.info.first_conv)
+        if num_classes is not None and num_classes != pretrained.num_classes:
+            model.reset_classifier(num_classes)
     if input_size is not None:  # fail now, naming the layer, rather than in the first forward
         from cnnlab.models.base import check_input_size
 

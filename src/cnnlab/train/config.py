@@ -39,6 +39,8 @@ class DataConfig:
     image_size: int = 64  # imagefolder: images are resized (short side) and centre-cropped to this
     workers: int = 2  # imagefolder: DataLoader worker processes decoding files
     prefetch: int = 2  # batches prepared ahead by the background producer (0 = none)
+    labels_per_class: int = 0  # train on a seeded, class-balanced subset of this many per class (0 = all)
+    subset_seed: int = 0  # seed of that subset, apart from train.seed: every run sees the same images
 
 
 @dataclass
@@ -152,6 +154,9 @@ class RunConfig:
             raise ConfigError(f"train.epochs must be at least 1, got {t.epochs}")
         if t.batch_size < 1:
             raise ConfigError(f"train.batch_size must be at least 1, got {t.batch_size}")
+        if self.data.labels_per_class < 0:
+            raise ConfigError(f"data.labels_per_class must be 0 (all) or a positive number, got "
+                              f"{self.data.labels_per_class}")
         if t.eval_every < 1:
             raise ConfigError(f"train.eval_every must be at least 1 (1: every epoch), got {t.eval_every}")
         if t.lr <= 0:

@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cnnlab.data.augment import Augmenter, rgb_eigen
-from cnnlab.data.datasets import InMemoryDataset, load_dataset
+from cnnlab.data.datasets import InMemoryDataset, labels_per_class, load_dataset
 from cnnlab.data.loader import InMemoryLoader
 from cnnlab.device import Precision, cpu_supports_bf16, measure_cpu_precision, resolve_precision
 from cnnlab.errors import ConfigError
@@ -83,7 +83,11 @@ class Trainer:
         if t.deterministic:
             torch.use_deterministic_algorithms(True)
         source = (d.data_dir, d.download, d.image_size, d.workers)
-        self.train_set = train_set or load_dataset(d.name, "train", *source)
+        if train_set is None:  # a given train_set is used as it is (transfer subsets its own)
+            train_set = load_dataset(d.name, "train", *source)
+            if d.labels_per_class:
+                train_set = labels_per_class(train_set, d.labels_per_class, d.subset_seed)
+        self.train_set = train_set
         self.test_set = test_set or load_dataset(d.name, "test", *source)
         m.num_classes = m.num_classes or self.train_set.num_classes
         m.in_chans = m.in_chans or self.train_set.image_shape[0]
@@ -180,8 +184,7 @@ class Trainer:
                    unit="batch", leave=False, dynamic_ncols=True,
                    disable=None if self.progress else True)  # None: off when not a terminal
         for step, (images, targets) in enumerate(self.loader, start=start_step):
-            if self.precision.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
+            images = self.precision.format(images)
             with self.precision.autocast():
                 outputs = self.step_model(images)
             logits = outputs if isinstance(outputs, torch.Tensor) else outputs[0]

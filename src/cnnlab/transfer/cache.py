@@ -12,7 +12,8 @@ The file name carries a SHA-256 key over everything the features depend on:
   bytes) and the model class;
 * the data — its name, number of images, image shape and a hash of the uint8 image bytes;
 * the transform — normalisation mean/std, the target spec (classes, size, channels), the cached
-  views (augmentation mode and crop size), the cache point and the numeric precision.
+  views (augmentation mode and crop size), the cache point and the numeric precision (its dtype;
+  not the memory layout, which changes nothing but the speed).
 
 Change any of them and the key changes, so a stale cache is never read; the old file stays
 until deleted (``--cache-dir`` is safe to wipe).
@@ -93,8 +94,7 @@ def compute_features(extract: Callable[[torch.Tensor], torch.Tensor], dataset: I
             b = batch_views.shape[1]
             x = normalize(batch_views.reshape(num_views * b, *batch_views.shape[2:]),
                           dataset.mean, dataset.std)
-            if precision.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = precision.format(x)
             with precision.autocast():
                 feats = extract(x).float().cpu()  # (V*B, ...)
             feats = feats.reshape(num_views, b, *feats.shape[1:])
@@ -125,8 +125,9 @@ def cached_features(extract: Callable[[torch.Tensor], torch.Tensor], model: nn.M
     Returns (features (V, N, ...) memory-mapped, True when read from an existing cache file).
     """
     precision = precision or resolve_precision("cpu", "fp32")
-    full = dict(transform, views=views, crop_size=crop_size, precision=precision.name,
-                channels_last=precision.channels_last)
+    # the dtype is part of the key, the memory layout is not: fp32 NCHW and fp32 channels_last
+    # give the same features to rounding, and `auto` picks the layout by speed (it may differ)
+    full = dict(transform, views=views, crop_size=crop_size, precision=precision.name)
     key = cache_key(model, dataset, full)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +137,12 @@ def cached_features(extract: Callable[[torch.Tensor], torch.Tensor], model: nn.M
         if log:
             log(f"computing features of {len(dataset):,} {dataset.name} images "
                 f"({NUM_VIEWS[views]} view(s)) -> {path}")
-        compute_features(extract, dataset, path, views, crop_size, batch_size, precision)
+        was_training = model.training
+        model.eval()  # a frozen backbone's dropout is off: the cache holds what inference sees
+        try:
+            compute_features(extract, dataset, path, views, crop_size, batch_size, precision)
+        finally:
+            model.train(was_training)
         meta = dict(full, key=key, data=dataset.name, images=len(dataset))
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     elif log:

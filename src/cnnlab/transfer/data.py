@@ -9,7 +9,9 @@ the feature cache's key all apply exactly the same one:
   (``torchvision.transforms.v2.functional.resize``), on pixel values, rounded back to uint8
   (sklearn's 8x8 digits become 28x28 for a Fashion-MNIST model);
 * **channels** — 1 -> 3 channels by repeating the grey channel; 3 -> 1 by the ITU-R 601 luma
-  ``0.299 R + 0.587 G + 0.114 B`` (what ``torchvision.io.ImageReadMode.GRAY`` uses).
+  ``0.299 R + 0.587 G + 0.114 B`` (what ``torchvision.io.ImageReadMode.GRAY`` uses);
+* **normalisation** — the mean and std of pretrained weights (their ``Preprocessing``) instead of
+  the data set's own statistics, so the images reach the network as it saw them in training.
 """
 
 from __future__ import annotations
@@ -66,12 +68,19 @@ def to_channels(images: torch.Tensor, in_chans: int) -> torch.Tensor:
     raise ConfigError(f"cannot convert {chans}-channel images to the model's {in_chans} channels")
 
 
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), bilinear with antialiasing."""
+def resize_images(images: torch.Tensor, size: int, chunk: int = 512) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), bilinear with antialiasing.
+
+    Resized ``chunk`` images at a time into the output, so the float copy stays small (10,000
+    Fashion-MNIST images at 224 px would otherwise take 2 GB of floats).
+    """
     if images.shape[-2:] == (size, size):
         return images
-    out = TF.resize(images.float(), [size, size], antialias=True)
-    return out.round().clamp(0, 255).to(torch.uint8)
+    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8)
+    for start in range(0, len(images), chunk):
+        part = TF.resize(images[start:start + chunk].float(), [size, size], antialias=True)
+        out[start:start + chunk] = part.round().clamp(0, 255).to(torch.uint8)
+    return out
 
 
 def _per_channel(stats: tuple[float, ...], chans: int) -> tuple[float, ...]:
@@ -88,6 +97,8 @@ class TargetSpec:
     size: int | None = None  # images resized to size x size; None: unchanged
     in_chans: int | None = None  # channels converted to this; None: unchanged
     data_dir: str | None = None  # where the data set's files are
+    mean: tuple[float, ...] | None = None  # normalisation (pixels in [0, 1]); None: the data's
+    std: tuple[float, ...] | None = None  # None: the data set's own statistics
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,24 +106,40 @@ class TargetSpec:
     @classmethod
     def from_dict(cls, raw: dict) -> TargetSpec:
         raw = dict(raw)
-        if raw.get("classes") is not None:
-            raw["classes"] = tuple(raw["classes"])
+        for key in ("classes", "mean", "std"):
+            if raw.get(key) is not None:
+                raw[key] = tuple(raw[key])
         return cls(**raw)
 
     def transform(self, dataset: InMemoryDataset) -> InMemoryDataset:
-        """Apply the class selection, channel conversion and resize to a loaded split."""
+        """Apply the class selection, resize, channel conversion and normalisation to a split."""
         if self.classes is not None:
             dataset = select_classes(dataset, self.classes)
         images = dataset.images
-        if self.in_chans is not None:
-            images = to_channels(images, self.in_chans)
+        widen = self.in_chans is not None and self.in_chans > images.shape[1]
+        if self.in_chans is not None and not widen:
+            images = to_channels(images, self.in_chans)  # fewer channels first: less to resize
         if self.size is not None:
             images = resize_images(images, self.size)
-        if images is dataset.images:
+        if widen:
+            images = to_channels(images, self.in_chans)
+        chans = images.shape[1]
+        mean = self.mean or _per_channel(dataset.mean, chans)
+        std = self.std or _per_channel(dataset.std, chans)
+        if images is dataset.images and (mean, std) == (dataset.mean, dataset.std):
             return dataset
         return InMemoryDataset(images.contiguous(), dataset.labels, dataset.classes, dataset.name,
-                               _per_channel(dataset.mean, images.shape[1]),
-                               _per_channel(dataset.std, images.shape[1]))
+                               tuple(mean), tuple(std))
+
+    def reference(self, split: str = "test", download: bool = True
+                  ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...]]:
+        """(class names, mean, std) of the transformed data, without resizing any image."""
+        dataset = load_dataset(self.name, split, self.data_dir, download)
+        if self.classes is not None:
+            dataset = select_classes(dataset, self.classes)
+        chans = self.in_chans or dataset.image_shape[0]
+        return (dataset.classes, tuple(self.mean or _per_channel(dataset.mean, chans)),
+                tuple(self.std or _per_channel(dataset.std, chans)))
 
     def load(self, split: str, download: bool = True) -> InMemoryDataset:
         """Load ``split`` of the named data set and transform it."""

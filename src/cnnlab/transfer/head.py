@@ -1,115 +1,104 @@
-"""Training only the head, on cached features (no backbone in the loop).
+"""Training only the head on cached features — with the Trainer, like any other run.
 
 Where the cache is cut (:func:`split_for_cache`):
 
 * ``"pre_logits"`` — when every parameter of ``stages()["head"]`` belongs to the final linear
-  classifier and the head has no dropout (ResNet, ConvNeXt-free heads: pooling then ``fc``), the
-  parameter-free pooling is frozen too and the cache holds ``forward_head(..., pre_logits=True)``:
-  one vector per image (512 floats for ResNet-18) and training is one linear layer;
+  classifier (ResNet, EfficientNet: pooling, [dropout,] ``fc``), the parameter-free pooling is
+  frozen too and the cache holds ``forward_head(..., pre_logits=True)``: one vector per image (512
+  floats for ResNet-18) and the head is the classifier, after the head's dropout if it has one;
 * ``"features"`` — otherwise (LeNet's F6, AlexNet/VGG's dropout + MLP heads): the cache holds
-  ``forward_features(x)`` and training runs ``forward_head`` on it, dropout included.
+  ``forward_features(x)`` and the head is ``forward_head``, dropout included.
 
-:func:`train_head` is a small loop (no augmentation: the views, if any, were cached): SGD or
-AdamW as in the run config, the Trainer's learning-rate schedule (``train.schedule``), one random
-cached view per example and epoch.
+The Trainer then trains a :class:`CachedHead` — the network run from its cache point — on a
+:class:`FeatureDataset`, which gives each example one random cached view per epoch. Optimizer,
+schedule, precision, clipping, EMA, early stopping, metrics.csv, checkpoints and resume are the
+Trainer's; there is no second loop.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import ConfigError
-from cnnlab.train.config import RunConfig
-from cnnlab.train.optim import build_optimizer, build_scheduler
 
-
-def split_for_cache(model: nn.Module) -> tuple[str, Callable, Callable]:
-    """(cache point, extract(x) -> cached tensor, head(cached) -> logits) for ``model``."""
+def _head_dropouts(model: nn.Module) -> list[nn.Module]:
     head = model.stages()["head"]
+    return [m for m in head.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+
+
+def _cache_point(model: nn.Module) -> str:
     classifier = model.get_classifier()
     classifier_ids = {id(p) for p in classifier.parameters()}
-    only_classifier = all(id(p) in classifier_ids for p in head.parameters())
-    dropout = any(isinstance(m, nn.modules.dropout._DropoutNd) for m in head.modules())
-    if isinstance(classifier, nn.Linear) and only_classifier and not dropout:
-        return ("pre_logits",
-                lambda x: model.forward_head(model.forward_features(x), pre_logits=True),
-                classifier)
-    return "features", model.forward_features, model.forward_head
+    only_classifier = all(id(p) in classifier_ids for p in model.stages()["head"].parameters())
+    return "pre_logits" if isinstance(classifier, nn.Linear) and only_classifier else "features"
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator | None):
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for i in range(0, n, batch_size):
-        yield order[i:i + batch_size]
+class CachedHead(nn.Module):
+    """``model`` run from its cache point: ``forward(cached) -> logits``.
 
-
-@torch.no_grad()
-def evaluate_head(head: Callable, features: torch.Tensor, labels: torch.Tensor,
-                  batch_size: int = 1000) -> tuple[float, float]:
-    """(mean cross-entropy, top-1 accuracy) of ``head`` on cached features (V, N, ...), view 0."""
-    loss_sum, correct = 0.0, 0
-    for index in _batches(len(labels), batch_size, None):
-        logits = head(features[0, index]).float()
-        loss_sum += F.cross_entropy(logits, labels[index], reduction="sum").item()
-        correct += (logits.argmax(1) == labels[index]).sum().item()
-    return loss_sum / len(labels), correct / len(labels)
-
-
-def train_head(model: nn.Module, head: Callable, train_features: torch.Tensor,
-               train_labels: torch.Tensor, test_features: torch.Tensor, test_labels: torch.Tensor,
-               config: RunConfig, log=print) -> list[dict]:
-    """Train the model's trainable (head) parameters on cached features; one metrics row per epoch.
-
-    Args:
-        model: the model whose parameters with ``requires_grad`` are trained (the head).
-        head: cached tensor -> logits (from :func:`split_for_cache`).
-        train_features: (V, N, ...) cached views; each epoch picks one random view per example.
-        test_features: (V, N, ...); view 0 (the plain image) is evaluated after every epoch.
-        config: the run config; ``train`` gives optimizer, lr, schedule, epochs, batch size, seed.
+    Its state dict is the whole network's (same keys, no prefix), so the Trainer's checkpoints and
+    ``model.safetensors`` are those of an ordinary run of ``model`` and ``cnnlab evaluate`` loads
+    them as it loads any run.
     """
-    t = config.train
-    torch.manual_seed(t.seed)
-    generator = torch.Generator().manual_seed(t.seed)
-    optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, math.ceil(len(train_labels) / t.batch_size))
-    num_views, history, start = train_features.shape[0], [], time.perf_counter()
-    for epoch in range(1, t.epochs + 1):
-        model.train()
-        lr = optimizer.param_groups[0]["lr"]
-        epoch_start, loss_sum, correct = time.perf_counter(), 0.0, 0
-        for index in _batches(len(train_labels), t.batch_size, generator):
-            view = torch.randint(num_views, (len(index),), generator=generator)
-            x = train_features[view, index]  # (B, ...) gathered from the memory-mapped cache
-            y = train_labels[index]
-            logits = head(x).float()
-            loss = F.cross_entropy(logits, y, label_smoothing=t.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-        seconds = time.perf_counter() - epoch_start
-        train_loss = loss_sum / len(train_labels)
-        if not math.isfinite(train_loss):
-            raise ConfigError(f"the head's training loss became {train_loss} in epoch {epoch}; "
-                              f"lower the learning rate (train.lr={t.lr})")
-        model.eval()
-        test_loss, test_acc = evaluate_head(head, test_features, test_labels)
-        row = dict(epoch=epoch, train_loss=round(train_loss, 5),
-                   train_acc=round(correct / len(train_labels), 5), test_loss=round(test_loss, 5),
-                   test_acc=round(test_acc, 5), lr=f"{lr:.6g}",
-                   images_per_s=round(len(train_labels) / seconds, 1),
-                   elapsed_s=round(time.perf_counter() - start, 2))
-        history.append(row)
-        if log:
-            log(f"epoch {epoch:>3}/{t.epochs}  train loss {train_loss:.4f} acc {row['train_acc']:.2%}  "
-                f"test loss {test_loss:.4f} acc {test_acc:.2%}  "
-                f"{row['images_per_s']:,.0f} img/s (cached features)")
-    return history
+
+    def __init__(self, model: nn.Module, point: str) -> None:
+        super().__init__()
+        self.network, self.point = model, point
+        self.dropouts = _head_dropouts(model) if point == "pre_logits" else []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.point == "features":
+            return self.network.forward_head(x)  # (B, num_classes) from the feature map
+        for dropout in self.dropouts:  # (B, D): the head's dropout acts on the pooled vector
+            x = dropout(x)
+        return self.network.get_classifier()(x)
+
+    def state_dict(self, *args, **kwargs):
+        return self.network.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        return self.network.load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def split_for_cache(model: nn.Module) -> tuple[str, Callable, CachedHead]:
+    """(cache point, extract(x) -> cached tensor, the network from that point) for ``model``."""
+    point = _cache_point(model)
+    if point == "pre_logits":
+        def extract(x: torch.Tensor) -> torch.Tensor:
+            return model.forward_head(model.forward_features(x), pre_logits=True)
+    else:
+        extract = model.forward_features
+    return point, extract, CachedHead(model, point)
+
+
+class FeatureDataset:
+    """Cached features (V, N, ...) and labels, batched like an :class:`InMemoryDataset`.
+
+    A training loader (which passes a generator) gets one random view of each example per batch;
+    evaluation gets view 0, the plain image. Inputs are float and are not normalised again.
+    """
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
+                 name: str) -> None:
+        self.features, self.labels, self.classes, self.name = features, labels, classes, name
+        self.mean = self.std = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.features.shape[2:])
+
+    def take(self, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if generator is None or self.features.shape[0] == 1:
+            return self.features[0, index]  # (B, ...) from the memory-mapped cache
+        view = torch.randint(self.features.shape[0], (len(index),), generator=generator,
+                             device=generator.device).cpu()
+        return self.features[view, index]

@@ -8,7 +8,11 @@ resize, channels) that evaluation and prediction must apply to their images too.
 * Without a cache, the :class:`~cnnlab.train.Trainer` fine-tunes the model with discriminative
   learning rates: the head at ``lr``, the unfrozen backbone at ``lr * backbone_lr_scale``.
 * With ``cache_features`` (needs ``freeze="features"``), the backbone runs once per split
-  (:mod:`cnnlab.transfer.cache`) and only the head trains, on the cache (:mod:`.head`).
+  (:mod:`cnnlab.transfer.cache`) and the Trainer trains only the head, on the cache
+  (:mod:`.head`): the same metrics.csv, checkpoints and resume as any run.
+
+``transfer.json`` is written before training starts, so :func:`resume_transfer` can continue a
+killed run from its run directory alone.
 """
 
 from __future__ import annotations
@@ -21,16 +25,19 @@ import torch
 from torch import nn
 
 from cnnlab.data.datasets import cache_dir as user_cache_dir
-from cnnlab.device import resolve_precision
+from cnnlab.data.datasets import labels_per_class
+from cnnlab.data.loader import normalize
+from cnnlab.device import Precision, measure_cpu_inference, resolve_precision
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.tta import TTA_MODES
-from cnnlab.train.checkpoint import atomic_write_text, save_weights, write_metrics
+from cnnlab.models import create_model
+from cnnlab.train.checkpoint import atomic_write_text, load_run_config, load_state
 from cnnlab.train.config import ModelConfig, RunConfig
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer.cache import cached_features
 from cnnlab.transfer.data import TargetSpec
 from cnnlab.transfer.freeze import discriminative_groups, freeze
-from cnnlab.transfer.head import split_for_cache, train_head
+from cnnlab.transfer.head import FeatureDataset, split_for_cache
 
 TRANSFER_FILE = "transfer.json"
 
@@ -69,19 +76,21 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
              out: str | Path, freeze_policy: str = "features", backbone_lr_scale: float = 0.1,
              cache_features: bool = False, cache_dir: str | Path | None = None,
              cache_views: str = "none", source_name: str = "", progress: bool = True,
-             log=print) -> list[dict]:
+             log=print, resume: bool = False) -> list[dict]:
     """Transfer ``model`` to ``target`` and write the run to ``out``; returns the metrics rows.
 
     Args:
         model: the source network (its weights are the starting point).
         source: the source's model config (name, in_chans, input_size, options).
         target: the new task's data (class selection; size and channels default to the source's).
-        config: the training recipe (``train`` section; ``model``/``data`` are filled in here).
+        config: the training recipe (``train`` section; ``model``/``data`` are filled in here;
+            ``data.labels_per_class`` trains on a seeded, class-balanced subset of the target).
         freeze_policy: ``none``, ``features`` or a stage name (:mod:`cnnlab.transfer.freeze`).
         backbone_lr_scale: backbone lr = ``train.lr * backbone_lr_scale`` (fine-tuning only).
         cache_features: train the head on cached backbone outputs (needs ``features``).
         cache_dir: where cache files live (default ``~/.cache/cnnlab/features``).
         cache_views: fixed augmented views to cache (``none``, ``flip``, ``5crop``, ``10crop``).
+        resume: continue the interrupted run in ``out`` (see :func:`resume_transfer`).
     """
     if cache_views not in TTA_MODES:
         raise ConfigError(f"unknown --cache-views {cache_views!r}; use one of {', '.join(TTA_MODES)}")
@@ -90,13 +99,21 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
     if cache_features and freeze_policy != "features":
         raise ConfigError(f"--cache-features stores the output of the whole frozen backbone, so it "
                           f"needs --freeze features (got --freeze {freeze_policy})")
+    if cache_features and config.train.tta_flip:
+        raise ConfigError("train.tta_flip mirrors test images, which cached features cannot do; "
+                          "drop it, or fine-tune without --cache-features")
     if not 0 <= backbone_lr_scale:
         raise ConfigError(f"--backbone-lr-scale must be >= 0, got {backbone_lr_scale}")
+    if cache_features:
+        refuse_feature_augmentation(config)
     target = dataclasses.replace(target, size=target.size or source.input_size,
                                  in_chans=target.in_chans or source.in_chans)
     train_set, test_set = target.load("train"), target.load("test")
-    torch.manual_seed(config.train.seed)  # the new head's initial weights: same seed, same run
-    model.reset_classifier(train_set.num_classes)
+    if config.data.labels_per_class:
+        train_set = labels_per_class(train_set, config.data.labels_per_class, config.data.subset_seed)
+    if not resume:
+        torch.manual_seed(config.train.seed)  # the new head's initial weights: same seed, same run
+        model.reset_classifier(train_set.num_classes)
     frozen = freeze(model, freeze_policy)
     config.model = dataclasses.replace(source, num_classes=train_set.num_classes,
                                        in_chans=target.in_chans, input_size=target.size)
@@ -104,7 +121,8 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
     out = Path(out)
     record = dict(source=source_name, source_model=dataclasses.asdict(source),
                   freeze=freeze_policy, frozen_stages=frozen, backbone_lr_scale=backbone_lr_scale,
-                  cache_features=cache_features, cache_views=cache_views, target=target.to_dict())
+                  cache_features=cache_features, cache_views=cache_views,
+                  cache_dir=str(cache_dir) if cache_dir else None, target=target.to_dict())
     log(f"transfer {source.name} from {source_name or 'weights'} to {target.name}"
         f"{' classes ' + ','.join(map(str, target.classes)) if target.classes else ''} "
         f"({train_set.num_classes} classes, {len(train_set):,} train / {len(test_set):,} test images); "
@@ -112,14 +130,10 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
     if not cache_features:
         groups = discriminative_groups(model, config.train.lr, backbone_lr_scale,
                                        config.train.weight_decay)
-        trainer = Trainer(config, out, train_set, test_set, progress=progress, log=log,
-                          model=model, groups=groups)
-        history = trainer.fit()
         atomic_write_text(out / TRANSFER_FILE, json.dumps(record, indent=2) + "\n")
-        return history
-    refuse_feature_augmentation(config)
-    t = config.train
-    precision = resolve_precision(t.device, t.precision, t.channels_last)
+        return Trainer(config, out, train_set, test_set, progress=progress, log=log, model=model,
+                       groups=groups, resume=resume).fit()
+    precision = cache_precision(model, train_set, config, log)
     model.to(precision.device)
     point, extract, head = split_for_cache(model)
     folder = Path(cache_dir) if cache_dir else user_cache_dir() / "features"
@@ -129,11 +143,51 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
         feats[split], _ = cached_features(extract, model, ds, folder, transform, views,
                                           target.size, precision=precision, log=log)
     model.to("cpu")
-    history = train_head(model, head, feats["train"], train_set.labels, feats["test"],
-                         test_set.labels, config, log=log)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.json", config.to_json())
-    save_weights(model, out / "model.safetensors")
-    write_metrics(out / "metrics.csv", history)
+    cached = {split: FeatureDataset(feats[split], ds.labels, ds.classes, ds.name)
+              for split, ds in (("train", train_set), ("test", test_set))}
     atomic_write_text(out / TRANSFER_FILE, json.dumps(dict(record, cache_point=point), indent=2) + "\n")
-    return history
+    return Trainer(config, out, cached["train"], cached["test"], progress=progress, log=log,
+                   model=head, resume=resume).fit()
+
+
+def cache_precision(model: nn.Module, dataset, config: RunConfig, log=print) -> Precision:
+    """The numeric path of the frozen backbone: ``train.precision`` as given, or for ``auto`` on a
+    CPU the fastest forward pass measured on a batch of the target's images (fp32 NCHW, fp32
+    channels_last, bf16 where oneDNN has it: :func:`~cnnlab.device.measure_cpu_inference`)."""
+    t = config.train
+    precision = resolve_precision(t.device, "fp32" if t.deterministic else t.precision,
+                                  t.channels_last)
+    if t.precision != "auto" or t.deterministic or t.channels_last is not None \
+            or precision.device.type != "cpu":
+        return precision
+    images = normalize(dataset.images[:16], dataset.mean, dataset.std)
+    chosen, times = measure_cpu_inference(model, images)
+    log("feature cache precision auto: " + ", ".join(f"{k} {1e3 * v / len(images):.0f} ms/image"
+                                                      for k, v in times.items())
+        + f" -> {chosen.describe()}")
+    return chosen
+
+
+def resume_transfer(run_dir: str | Path, progress: bool = True, log=print) -> list[dict]:
+    """Continue an interrupted transfer run from its last checkpoint (``state.pt``).
+
+    The network is rebuilt from the run's ``config.json`` and takes the checkpoint's weights, so the
+    source is not needed again; a feature cache is found by the same key (the frozen weights did
+    not change) and the Trainer resumes at the step where the run stopped.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    record_path, state_path = run_dir / TRANSFER_FILE, run_dir / "state.pt"
+    if not record_path.is_file():
+        raise ConfigError(f"{run_dir} is not a transfer run (no {TRANSFER_FILE}); resume an "
+                          f"ordinary run with `cnnlab train --resume {run_dir}`")
+    if not state_path.is_file():
+        raise ConfigError(f"nothing to resume in {run_dir}: no state.pt (the run has not written "
+                          f"a checkpoint yet); start it again without --resume")
+    record = json.loads(record_path.read_text())
+    model = create_model(**config.model.create_kwargs())
+    model.load_state_dict(load_state(state_path)["model"])  # the frozen weights the cache key saw
+    return transfer(model, ModelConfig(**record["source_model"]),
+                    TargetSpec.from_dict(record["target"]), config, run_dir, record["freeze"],
+                    record["backbone_lr_scale"], record["cache_features"], record.get("cache_dir"),
+                    record["cache_views"], record["source"], progress, log, resume=True)

@@ -1,4 +1,4 @@
-"""Where a transferred network comes from: a cnnlab run, a safetensors file, a torchvision file.
+"""Where a transferred network comes from: a cnnlab run, a weights file, pretrained weights.
 
 ``load_source(path, model_name=None, input_size=None)`` returns the source model (eval mode, CPU)
 and the :class:`~cnnlab.train.config.ModelConfig` that rebuilds it:
@@ -9,6 +9,9 @@ and the :class:`~cnnlab.train.config.ModelConfig` that rebuilds it:
   the classifier and the first convolution (``ModelInfo.classifier`` / ``first_conv``), and keys
   are renamed with the family's ``torchvision_key_map`` when it has one
   (:func:`~cnnlab.models.load_torchvision_weights`), so torchvision state dicts load directly.
+
+``pretrained_source(model, tag)`` gives a network with pretrained weights by name
+(:func:`~cnnlab.models.list_weights`), with the preprocessing the target's images must get.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from pathlib import Path
 from torch import nn
 
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.models import create_model, load_state_dict_file, load_torchvision_weights, model_info
+from cnnlab.models import (
+    create_model,
+    load_state_dict_file,
+    load_torchvision_weights,
+    model_info,
+    weights_info,
+)
+from cnnlab.models.weights import Preprocessing
 from cnnlab.train.checkpoint import load_run_model
 from cnnlab.train.config import ModelConfig
 
@@ -56,3 +66,16 @@ def load_source(source: str | Path, model_name: str | None = None,
 def _dim(state: dict, key: str, axis: int) -> int | None:
     tensor = state.get(key)
     return int(tensor.shape[axis]) if tensor is not None and tensor.ndim > axis else None
+
+
+def pretrained_source(model_name: str, tag: str) -> tuple[ModelConfig, nn.Module, Preprocessing]:
+    """A network with the pretrained weights ``tag``, its config and the weights' preprocessing.
+
+    A transfer from it resizes the target's images to ``preprocessing.crop``, gives grey images
+    three channels, and normalises with the weights' mean and std.
+    """
+    info = weights_info(model_name, tag)
+    model = create_model(model_name, weights=tag)
+    config = ModelConfig(name=model_name, num_classes=info.num_classes, in_chans=3,
+                         input_size=info.preprocessing.crop)
+    return config, model.eval(), info.preprocessing
