@@ -221,8 +221,8 @@ def weights_state_dict(info: WeightsInfo, progress: bool = False) -> dict[str, t
             raise DataError(f"cannot download {info.location} ({getattr(err, 'reason', err)}); "
                             f"without a network, put {info.file_name} in {folder} "
                             f"(torch.hub's cache; TORCH_HOME moves it) and run again") from None
-        except RuntimeError as err:  # a bad hash on download, or a corrupt file in the cache
-            raise DataError(f"cannot use {folder / info.file_name}: {str(err).splitlines()[0]}; "
+        except Exception as err:  # a bad hash on download, a corrupt or unsafe file in the cache
+            raise DataError(f"cannot use {folder / info.file_name}: {_load_failure(err)}; "
                             f"delete it and run again to download it afresh") from None
     if info.key_map == "efficientnet_pytorch":
         from cnnlab.models.efficientnet import efficientnet_pytorch_key_map
@@ -278,12 +278,24 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, truncated zip, ...
-        raise DataError(f"cannot read weights from {str(path)!r}: {err}") from err
+        raise DataError(f"cannot read weights from {str(path)!r}: {_load_failure(err)}") from None
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
         raise DataError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict")
     return dict(state)
+
+
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line (without torch's advice to retry
+    with ``weights_only=False``, which would run whatever code the file holds)."""
+    import pickle
+
+    if isinstance(err, pickle.UnpicklingError):
+        return ("it is not a torch file of plain tensors (cnnlab reads weights with "
+                "weights_only=True and never unpickles anything else)")
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return first[:200]
 
 
 def load_torchvision_weights(
