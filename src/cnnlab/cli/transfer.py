@@ -45,6 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="keep only these labels, renumbered 0..k-1: e.g. 5-9 or 0,2,4")
     parser.add_argument("--freeze", default="features",
                         help="none, features (all but the head; default) or a stage, e.g. stage2")
+    parser.add_argument("--freeze-bn-stats", action="store_true",
+                        help="keep every BatchNorm on its running statistics while fine-tuning "
+                        "(few labels: a handful of images' batch statistics mislead)")
     parser.add_argument("--backbone-lr-scale", type=float, default=0.1,
                         help="backbone learning rate = lr x this (fine-tuning; default 0.1)")
     parser.add_argument("--cache-features", action="store_true",
@@ -106,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     apply_overrides(config, args.overrides)
     history = transfer(model, source, target, config, out, args.freeze, args.backbone_lr_scale,
                        args.cache_features, args.cache_dir, args.cache_views,
-                       source_name=source_name, progress=not args.no_progress)
+                       source_name=source_name, progress=not args.no_progress,
+                       bn_stats_frozen=args.freeze_bn_stats)
     print(f"test accuracy: {history[-1]['test_acc'] * 100:.2f}%  (run saved in {out})")
     return 0

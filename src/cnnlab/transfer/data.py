@@ -22,6 +22,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from cnnlab.data.datasets import InMemoryDataset, load_dataset
+from cnnlab.data.datasets import labels_per_class as balanced_subset
 from cnnlab.errors import ConfigError
 
 
@@ -111,10 +112,15 @@ class TargetSpec:
                 raw[key] = tuple(raw[key])
         return cls(**raw)
 
-    def transform(self, dataset: InMemoryDataset) -> InMemoryDataset:
-        """Apply the class selection, resize, channel conversion and normalisation to a split."""
+    def transform(self, dataset: InMemoryDataset, labels_per_class: int = 0,
+                  subset_seed: int = 0) -> InMemoryDataset:
+        """Apply the class selection, resize, channel conversion and normalisation to a split;
+        with ``labels_per_class``, keep a seeded, class-balanced subset of the selected classes
+        first (:func:`~cnnlab.data.datasets.labels_per_class`), so only it is resized."""
         if self.classes is not None:
             dataset = select_classes(dataset, self.classes)
+        if labels_per_class:
+            dataset = balanced_subset(dataset, labels_per_class, subset_seed)
         images = dataset.images
         widen = self.in_chans is not None and self.in_chans > images.shape[1]
         if self.in_chans is not None and not widen:
@@ -141,6 +147,8 @@ class TargetSpec:
         return (dataset.classes, tuple(self.mean or _per_channel(dataset.mean, chans)),
                 tuple(self.std or _per_channel(dataset.std, chans)))
 
-    def load(self, split: str, download: bool = True) -> InMemoryDataset:
-        """Load ``split`` of the named data set and transform it."""
-        return self.transform(load_dataset(self.name, split, self.data_dir, download))
+    def load(self, split: str, download: bool = True, labels_per_class: int = 0,
+             subset_seed: int = 0) -> InMemoryDataset:
+        """Load ``split`` of the named data set and transform it (see :meth:`transform`)."""
+        return self.transform(load_dataset(self.name, split, self.data_dir, download),
+                              labels_per_class, subset_seed)

@@ -10,7 +10,8 @@ only what is specific to the new task. A *freeze policy* names what stays fixed:
 Frozen parameters get ``requires_grad = False``. Frozen BatchNorm layers additionally keep using
 their running statistics and never update them, even under ``model.train()``: a forward pre-hook
 puts each frozen BN module back into eval mode right before it runs (a frozen layer whose output
-moved with every batch's statistics would not be frozen).
+moved with every batch's statistics would not be frozen). :func:`freeze_bn_stats` does the same
+for BN layers whose scale and shift still train (fine-tuning on few labels).
 """
 
 from __future__ import annotations
@@ -53,12 +54,25 @@ def freeze(model: nn.Module, policy: str) -> list[str]:
     for name in names:
         for param in stages[name].parameters():
             param.requires_grad_(False)
-        for module in stages[name].modules():
-            if isinstance(module, _BatchNorm) and not getattr(module, "_cnnlab_frozen", False):
-                module.eval()
-                module.register_forward_pre_hook(_keep_eval)
-                module._cnnlab_frozen = True
+        freeze_bn_stats(stages[name])
     return names
+
+
+def freeze_bn_stats(model: nn.Module) -> nn.Module:
+    """Keep every BatchNorm of ``model`` on its running statistics (eval mode, even under
+    ``model.train()``), its scale and shift still trainable; returns the model.
+
+    What fine-tuning on a few labels needs: batch statistics of a handful of target images differ
+    from the source's, and with a slow running average (EfficientNet's momentum 0.01) the test-time
+    statistics would not follow, so the network would train on one normalisation and be tested on
+    another.
+    """
+    for module in model.modules():
+        if isinstance(module, _BatchNorm) and not getattr(module, "_cnnlab_frozen", False):
+            module.eval()
+            module.register_forward_pre_hook(_keep_eval)
+            module._cnnlab_frozen = True
+    return model
 
 
 def discriminative_groups(model: nn.Module, lr: float, backbone_lr_scale: float,

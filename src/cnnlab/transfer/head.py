@@ -96,6 +96,10 @@ class FeatureDataset:
     def image_shape(self) -> tuple[int, ...]:
         return tuple(self.features.shape[2:])
 
+    def subset(self, index: torch.Tensor) -> FeatureDataset:
+        """The examples at ``index`` (every view), as :meth:`InMemoryDataset.subset`."""
+        return FeatureDataset(self.features[:, index], self.labels[index], self.classes, self.name)
+
     def take(self, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if generator is None or self.features.shape[0] == 1:
             return self.features[0, index]  # (B, ...) from the memory-mapped cache

@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from cnnlab.data.datasets import cache_dir as user_cache_dir
-from cnnlab.data.datasets import labels_per_class
 from cnnlab.data.loader import normalize
 from cnnlab.device import Precision, measure_cpu_inference, resolve_precision
 from cnnlab.errors import ConfigError
@@ -36,7 +35,7 @@ from cnnlab.train.config import ModelConfig, RunConfig
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer.cache import cached_features
 from cnnlab.transfer.data import TargetSpec
-from cnnlab.transfer.freeze import discriminative_groups, freeze
+from cnnlab.transfer.freeze import discriminative_groups, freeze, freeze_bn_stats
 from cnnlab.transfer.head import FeatureDataset, split_for_cache
 
 TRANSFER_FILE = "transfer.json"
@@ -76,7 +75,7 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
              out: str | Path, freeze_policy: str = "features", backbone_lr_scale: float = 0.1,
              cache_features: bool = False, cache_dir: str | Path | None = None,
              cache_views: str = "none", source_name: str = "", progress: bool = True,
-             log=print, resume: bool = False) -> list[dict]:
+             log=print, resume: bool = False, bn_stats_frozen: bool = False) -> list[dict]:
     """Transfer ``model`` to ``target`` and write the run to ``out``; returns the metrics rows.
 
     Args:
@@ -91,6 +90,8 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
         cache_dir: where cache files live (default ``~/.cache/cnnlab/features``).
         cache_views: fixed augmented views to cache (``none``, ``flip``, ``5crop``, ``10crop``).
         resume: continue the interrupted run in ``out`` (see :func:`resume_transfer`).
+        bn_stats_frozen: every BatchNorm keeps its running statistics while the rest trains
+            (:func:`~cnnlab.transfer.freeze.freeze_bn_stats`; fine-tuning on few labels).
     """
     if cache_views not in TTA_MODES:
         raise ConfigError(f"unknown --cache-views {cache_views!r}; use one of {', '.join(TTA_MODES)}")
@@ -108,20 +109,23 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
         refuse_feature_augmentation(config)
     target = dataclasses.replace(target, size=target.size or source.input_size,
                                  in_chans=target.in_chans or source.in_chans)
-    train_set, test_set = target.load("train"), target.load("test")
-    if config.data.labels_per_class:
-        train_set = labels_per_class(train_set, config.data.labels_per_class, config.data.subset_seed)
+    train_set = target.load("train", labels_per_class=config.data.labels_per_class,
+                            subset_seed=config.data.subset_seed)
+    test_set = target.load("test")
     if not resume:
         torch.manual_seed(config.train.seed)  # the new head's initial weights: same seed, same run
         model.reset_classifier(train_set.num_classes)
     frozen = freeze(model, freeze_policy)
+    if bn_stats_frozen:
+        freeze_bn_stats(model)
     config.model = dataclasses.replace(source, num_classes=train_set.num_classes,
                                        in_chans=target.in_chans, input_size=target.size)
     config.data.name, config.data.data_dir = target.name, target.data_dir
     out = Path(out)
     record = dict(source=source_name, source_model=dataclasses.asdict(source),
                   freeze=freeze_policy, frozen_stages=frozen, backbone_lr_scale=backbone_lr_scale,
-                  cache_features=cache_features, cache_views=cache_views,
+                  bn_stats_frozen=bn_stats_frozen, cache_features=cache_features,
+                  cache_views=cache_views,
                   cache_dir=str(cache_dir) if cache_dir else None, target=target.to_dict())
     log(f"transfer {source.name} from {source_name or 'weights'} to {target.name}"
         f"{' classes ' + ','.join(map(str, target.classes)) if target.classes else ''} "
@@ -190,4 +194,5 @@ def resume_transfer(run_dir: str | Path, progress: bool = True, log=print) -> li
     return transfer(model, ModelConfig(**record["source_model"]),
                     TargetSpec.from_dict(record["target"]), config, run_dir, record["freeze"],
                     record["backbone_lr_scale"], record["cache_features"], record.get("cache_dir"),
-                    record["cache_views"], record["source"], progress, log, resume=True)
+                    record["cache_views"], record["source"], progress, log, resume=True,
+                    bn_stats_frozen=record.get("bn_stats_frozen", False))

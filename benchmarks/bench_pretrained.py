@@ -1,0 +1,148 @@
+"""Pretrained EfficientNet-Lite0 (ImageNet) as a frozen feature extractor: speed and what it buys.
+
+1. **Feature extraction, images/s at the weights' input size (224).** Fashion-MNIST images resized
+   to 224, grey repeated to RGB, the weights' normalisation. Baseline: the textbook forward,
+   ``model.eval()`` + ``torch.no_grad()`` in fp32 NCHW, pooled features of each batch. Candidate:
+   cnnlab's feature cache (:func:`cnnlab.transfer.cached_features`) with the numeric path ``auto``
+   picks (:func:`cnnlab.transfer.run.cache_precision`: fp32 NCHW, fp32 channels_last, bf16 where
+   oneDNN has it, measured). Alternating rounds in one process; median and spread of each.
+2. **Few labels.** K labels per class of Fashion-MNIST's ten classes (a seeded, class-balanced
+   subset), tested on ``--test`` test images: a linear head on the frozen ImageNet features
+   (trained by the Trainer on the cache), a linear classifier on the raw pixels, and LeNet-5
+   (modern) trained from scratch on the same images.
+
+    .venv/bin/python benchmarks/bench_pretrained.py --images 512 --rounds 3 --labels 10 --test 2000
+
+The load average is printed before and after: figures measured above ~1 on these 2 cores are not
+comparable (a busy core slows the two sides unequally).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.data.datasets import labels_per_class, load_dataset
+from cnnlab.data.loader import normalize
+from cnnlab.lab.common import environment
+from cnnlab.models import create_model, weights_info
+from cnnlab.train import RunConfig
+from cnnlab.train.trainer import Trainer
+from cnnlab.transfer import FeatureDataset, TargetSpec, cached_features, freeze, split_for_cache
+from cnnlab.transfer.run import cache_precision
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+@torch.no_grad()
+def textbook(model: nn.Module, images: torch.Tensor, mean, std, batch: int = 64) -> float:
+    """Seconds for the plain fp32 NCHW forward to the pooled features of every image."""
+    model.eval()
+    start = time.perf_counter()
+    for i in range(0, len(images), batch):
+        x = normalize(images[i:i + batch], mean, std)
+        model.forward_head(model.forward_features(x), pre_logits=True)
+    return time.perf_counter() - start
+
+
+def extraction(args, model, spec, precision) -> None:
+    raw = load_dataset("fashion-mnist", "test").subset(torch.arange(args.images))
+    data = spec.transform(raw)
+    point, extract, _ = split_for_cache(model)
+    times = {"textbook fp32 NCHW": [], f"cnnlab cache ({precision.describe()})": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for rnd in range(args.rounds + 1):  # round 0 warms up oneDNN's kernels
+            t = textbook(model, data.images, data.mean, data.std)
+            start = time.perf_counter()
+            cached_features(extract, model, data, Path(folder) / str(rnd), {"point": point},
+                            precision=precision, batch_size=64)
+            c = time.perf_counter() - start
+            if rnd:
+                for (_, values), seconds in zip(times.items(), (t, c)):
+                    values.append(seconds)
+    print(f"feature extraction, {args.images} images at {spec.size} px, {args.rounds} rounds "
+          f"alternating:")
+    rates = {}
+    for name, values in times.items():
+        rate = [args.images / v for v in values]
+        rates[name] = statistics.median(rate)
+        print(f"  {name:<44} {rates[name]:6.1f} img/s (min {min(rate):.1f}, max {max(rate):.1f})")
+    base, cand = rates.values()
+    print(f"  ratio cnnlab / textbook: {cand / base:.2f}x")
+
+
+def train_run(model, train, test, epochs, lr, out, name):
+    config = RunConfig()
+    config.model.name, config.model.num_classes = name, train.num_classes
+    t = config.train
+    t.epochs, t.lr, t.batch_size, t.plot, t.tensorboard = epochs, lr, 50, False, False
+    history = Trainer(config, out, train, test, progress=False, log=None, model=model).fit()
+    return history[-1]["test_acc"]
+
+
+def few_labels(args, model, spec, precision) -> None:
+    full, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
+    test = test.subset(torch.arange(args.test))
+    train = labels_per_class(full, args.labels, seed=0)
+    repeat = max(1, 1000 // len(train))  # every method sees the same 1,000 images an epoch
+    train_rep = train.subset(torch.arange(len(train)).repeat(repeat))
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        freeze(model, "features")
+        model.reset_classifier(10)
+        point, extract, head = split_for_cache(model)
+        start = time.perf_counter()
+        feats = [cached_features(extract, model, spec.transform(ds), folder / "cache",
+                                 {"point": point}, precision=precision)[0] for ds in (train, test)]
+        seconds = time.perf_counter() - start
+        cached = [FeatureDataset(f, ds.labels, ds.classes, ds.name) for f, ds in zip(feats, (train, test))]
+        cached[0] = cached[0].subset(torch.arange(len(train)).repeat(repeat))
+        results["ImageNet features (frozen Lite0) + linear head"] = train_run(
+            head, cached[0], cached[1], 10, 0.05, folder / "probe", "efficientnet_lite0")
+        pixels = [FeatureDataset(normalize(ds.images, ds.mean, ds.std).flatten(1).unsqueeze(0),
+                                 ds.labels, ds.classes, ds.name) for ds in (train_rep, test)]
+        torch.manual_seed(0)
+        results["linear classifier on pixels"] = train_run(
+            nn.Linear(784, 10), pixels[0], pixels[1], 10, 0.05, folder / "pixels", "pixels")
+        torch.manual_seed(0)
+        scratch = create_model("lenet5_modern", num_classes=10, in_chans=1, input_size=28)
+        results["LeNet-5 (modern) from scratch"] = train_run(
+            scratch, train_rep, test, 10, 0.05, folder / "scratch", "lenet5_modern")
+    print(f"{args.labels} labels per class ({len(train)} images, each seen {repeat}x an epoch, "
+          f"10 epochs), Fashion-MNIST test {args.test} images; features computed in {seconds:.0f} s:")
+    for name, acc in results.items():
+        print(f"  {name:<48} {acc * 100:6.2f}%")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=512, help="images for the speed part")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    parser.add_argument("--labels", type=int, default=10, help="labels per class")
+    parser.add_argument("--test", type=int, default=2000, help="test images for the accuracy part")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    args = parser.parse_args()
+    print(f"{environment()['cpu']}, {torch.get_num_threads()} threads, torch {torch.__version__}; {load()}")
+    pre = weights_info("efficientnet_lite0").preprocessing
+    spec = TargetSpec("fashion-mnist", size=pre.crop, in_chans=3, mean=pre.mean, std=pre.std)
+    model = create_model("efficientnet_lite0", weights="imagenet").eval()
+    probe = spec.transform(load_dataset("fashion-mnist", "test").subset(torch.arange(16)))
+    precision = cache_precision(model, probe, RunConfig(), log=print)
+    extraction(args, model, spec, precision)
+    if not args.skip_accuracy:
+        few_labels(args, model, spec, precision)
+    print(load())
+
+
+if __name__ == "__main__":
+    main()
