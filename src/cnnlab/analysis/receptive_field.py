@@ -73,11 +73,12 @@ class Field:
         return [a for d in self.dims for _, a in d if a is not None] + list(self.collapsed)
 
 
-def _plain(length: int, axis: Axis | None = None) -> Dim:
+def plain_dim(length: int, axis: Axis | None = None) -> Dim:
+    """A tensor dimension of one component: ``length`` units along ``axis`` (None: no input axis)."""
     return ((length, axis),)
 
 
-def _whole_axes(dims, shape) -> list[Axis]:
+def whole_axes(dims) -> list[Axis]:
     """The axes of ``dims`` as seen by a unit that reads all of them (the dims are reduced)."""
     out = []
     for dim in dims:
@@ -85,7 +86,8 @@ def _whole_axes(dims, shape) -> list[Axis]:
     return out
 
 
-def _merge_collapsed(axes: list[Axis]) -> tuple[Axis, ...]:
+def merge_collapsed(axes: list[Axis]) -> tuple[Axis, ...]:
+    """Collapsed axes merged per input axis (:func:`merge_axes`), in axis order."""
     by_axis: dict[int, list[Axis]] = {}
     for a in axes:
         by_axis.setdefault(a.axis, []).append(a)
@@ -94,8 +96,8 @@ def _merge_collapsed(axes: list[Axis]) -> tuple[Axis, ...]:
 
 def input_field(shape: torch.Size) -> Field:
     """The input (B, C, *spatial): every spatial pixel is its own field (r=1, j=1, start=0)."""
-    dims = [_plain(shape[0]), _plain(shape[1])]
-    dims += [_plain(n, Axis(i, 1, 1, 0)) for i, n in enumerate(shape[2:])]
+    dims = [plain_dim(shape[0]), plain_dim(shape[1])]
+    dims += [plain_dim(n, Axis(i, 1, 1, 0)) for i, n in enumerate(shape[2:])]
     return Field(tuple(dims))
 
 

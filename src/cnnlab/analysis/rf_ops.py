@@ -1,10 +1,11 @@
 """The receptive-field rule of each aten operation (see :mod:`cnnlab.analysis.receptive_field`).
 
-``propagate`` gives an operation's output field from its inputs' fields: sliding windows
-(convolution, transposed convolution, pooling, adaptive pooling) apply the recurrence; views,
-permutes and flattens move the per-dimension fields around; matrix products and reductions see
-the contracted or reduced dimensions whole; everything element-wise merges its inputs' fields.
-An op with none of these rules gets a conservative bound and is reported as such.
+``propagate`` gives an operation's output field from its inputs' fields through one table,
+:data:`RULES`, keyed by aten op name: sliding windows (convolution, transposed convolution,
+pooling, adaptive pooling) apply the recurrence; views, permutes and flattens move the
+per-dimension fields around; matrix products and reductions see the contracted or reduced
+dimensions whole. An op not in the table that broadcasts like an element-wise op merges its
+inputs' fields; any other gets a conservative bound and is reported as such.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from cnnlab.analysis.receptive_field import (
     Axis,
     Dim,
     Field,
-    _merge_collapsed,
-    _plain,
-    _whole_axes,
     merge_axes,
+    merge_collapsed,
+    plain_dim,
+    whole_axes,
 )
 
 
@@ -35,14 +36,14 @@ def _elementwise(out_shape, fields: list[tuple[torch.Size, Field]]) -> Field:
         off = nd - len(shape)
         for i, dim in enumerate(f.dims):
             if off + i < 0 or shape[i] != out_shape[off + i]:  # broadcast: seen whole
-                collapsed += _whole_axes([dim], shape)
+                collapsed += whole_axes([dim])
             else:
                 dims[off + i].append(dim)
     out: list[Dim] = []
     for n, cands in zip(out_shape, dims, strict=True):
         with_axes = [d for d in cands if any(a is not None for _, a in d)]
         if not with_axes:
-            out.append(_plain(n))
+            out.append(plain_dim(n))
         elif len({tuple(m for m, _ in d) for d in with_axes}) == 1:
             comps = []
             for j, (m, _) in enumerate(with_axes[0]):
@@ -50,9 +51,9 @@ def _elementwise(out_shape, fields: list[tuple[torch.Size, Field]]) -> Field:
                 comps.append((m, merge_axes(axes) if axes else None))
             out.append(tuple(comps))
         else:  # differently composed dimensions meet: keep the union, collapsed
-            collapsed += _whole_axes(with_axes, None)
-            out.append(_plain(n))
-    return Field(tuple(out), _merge_collapsed(collapsed))
+            collapsed += whole_axes(with_axes)
+            out.append(plain_dim(n))
+    return Field(tuple(out), merge_collapsed(collapsed))
 
 
 def _reshape(f: Field, out_shape) -> Field:
@@ -74,9 +75,9 @@ def _reshape(f: Field, out_shape) -> Field:
         if prod != n:  # a component split across dims: its axis is seen whole
             collapsed += [a.whole(m) for m, a in taken if a is not None]
             taken = [(n, None)]
-        out.append(tuple(taken) or _plain(n))
+        out.append(tuple(taken) or plain_dim(n))
     collapsed += [a for _, a in comps[k:] if a is not None]
-    return Field(tuple(out), _merge_collapsed(collapsed))
+    return Field(tuple(out), merge_collapsed(collapsed))
 
 
 def _window_op(f: Field, kernel, stride, padding, dilation, out_shape) -> Field:
@@ -86,7 +87,7 @@ def _window_op(f: Field, kernel, stride, padding, dilation, out_shape) -> Field:
     for i in range(n):
         dim = f.dims[-n + i]
         axis = dim[0][1] if len(dim) == 1 else None
-        dims.append(_plain(out_shape[-n + i], axis and axis.window(
+        dims.append(plain_dim(out_shape[-n + i], axis and axis.window(
             kernel[i], stride[i], padding[i], dilation[i])))
     return Field(tuple(dims), f.collapsed)
 
@@ -98,7 +99,11 @@ def _expand(v, n, default=None):
     return v * n if len(v) == 1 else v
 
 
-def _conv(args, out):
+def _conv(args, kwargs, shape, get) -> tuple[Field, bool] | None:
+    """convolution(x, w, bias, stride, padding, dilation, transposed, ...): a sliding window."""
+    f0 = get(args[0])
+    if f0 is None:
+        return None
     w = args[1]
     stride, padding, dilation, transposed = args[3], args[4], args[5], args[6]
     n = w.dim() - 2
@@ -108,7 +113,37 @@ def _conv(args, out):
         p = [(d[i] * (k[i] - 1) - p[i]) / s[i] for i in range(n)]
         k = [1 + d[i] * (k[i] - 1) / s[i] for i in range(n)]
         s, d = [1 / v for v in s], [1] * n
-    return k, s, p, d
+    return _window_op(f0, k, s, p, d, shape), True
+
+
+def _pool(max_pool: bool):
+    """max/avg_pool(x, kernel, stride=kernel, padding=0[, dilation=1]): a sliding window."""
+    def rule(args, kwargs, shape, get) -> tuple[Field, bool] | None:
+        f0 = get(args[0])
+        if f0 is None:
+            return None
+        n = len(shape) - 2 if len(shape) > 2 else 1
+        ks = _expand(args[1], n)
+        st = _expand(args[2] if len(args) > 2 else [], n, ks)
+        pad = _expand(args[3] if len(args) > 3 else 0, n)
+        dil = _expand(args[4] if max_pool and len(args) > 4 else 1, n)
+        return _window_op(f0, ks, st, pad, dil, shape), True
+    return rule
+
+
+def _adaptive_pool(args, kwargs, shape, get) -> tuple[Field, bool] | None:
+    """Adaptive pooling of i units to m: window o spans floor(o i/m)..ceil((o+1) i/m); the widest
+    window and the mean stride i/m describe it, exactly when m divides i."""
+    f0 = get(args[0])
+    if f0 is None:
+        return None
+    n = len(args[1])
+    ins = args[0].shape[-n:]
+    ks = [max(math.ceil((o + 1) * i / m) - math.floor(o * i / m) for o in range(m))
+          for i, m in zip(ins, shape[-n:], strict=True)]
+    st = [i / m for i, m in zip(ins, shape[-n:], strict=True)]
+    return _window_op(f0, ks, st, [0] * n, [1] * n, shape), all(
+        i % m == 0 for i, m in zip(ins, shape[-n:], strict=True))
 
 
 def propagate(func, args, kwargs, out, get) -> tuple[Field | None, bool]:
@@ -124,40 +159,15 @@ def propagate(func, args, kwargs, out, get) -> tuple[Field | None, bool]:
     out0 = out[0] if isinstance(out, (tuple, list)) else out
     if not isinstance(out0, torch.Tensor):
         return None, True
-    name = func.overloadpacket.__name__
-    f0 = get(args[0]) if isinstance(args[0], torch.Tensor) else None
     shape = out0.shape
-    if name == "convolution" and f0 is not None:
-        k, s, p, d = _conv(args, out0)
-        return _window_op(f0, k, s, p, d, shape), True
-    if "pool" in name and "adaptive" not in name and "backward" not in name and f0 is not None:
-        n = len(shape) - 2 if len(shape) > 2 else 1
-        ks = _expand(args[1], n)
-        st = _expand(args[2] if len(args) > 2 else [], n, ks)
-        pad = _expand(args[3] if len(args) > 3 else 0, n)
-        dil = _expand(args[4] if "max" in name and len(args) > 4 else 1, n)
-        n = len(ks)
-        return _window_op(f0, ks, st, pad, dil, shape), True
-    if "adaptive" in name and f0 is not None:
-        n = len(args[1])
-        ins = args[0].shape[-n:]
-        ks = [max(math.ceil((o + 1) * i / m) - math.floor(o * i / m) for o in range(m))
-              for i, m in zip(ins, shape[-n:], strict=True)]
-        st = [i / m for i, m in zip(ins, shape[-n:], strict=True)]
-        return _window_op(f0, ks, st, [0] * n, [1] * n, shape), all(
-            i % m == 0 for i, m in zip(ins, shape[-n:], strict=True))
-    rule = _RULES.get(name)
-    if rule is not None and f0 is not None:
-        return rule(f0, args, shape), True
-    if name in ("mm", "addmm", "bmm", "baddbmm"):
-        a, b = (args[1], args[2]) if name.startswith(("add", "badd")) else (args[0], args[1])
-        return _matmul(get(a), get(b), a, b, shape), True
-    if name == "cat":
-        return _cat(args, kwargs, get, shape), True
+    rule = RULES.get(func.overloadpacket.__name__)
+    found = rule(args, kwargs, shape, get) if rule is not None else None
+    if found is not None:
+        return found
     if all(_broadcastable(s_, shape) for s_, _ in fielded):
         return _elementwise(shape, fielded), True
-    collapsed = [a for s_, f in fielded for a in _whole_axes(f.dims, s_) + list(f.collapsed)]
-    return Field(tuple(_plain(n) for n in shape), _merge_collapsed(collapsed)), False
+    collapsed = [a for s_, f in fielded for a in whole_axes(f.dims) + list(f.collapsed)]
+    return Field(tuple(plain_dim(n) for n in shape), merge_collapsed(collapsed)), False
 
 
 def _flat(args, kwargs):
@@ -174,30 +184,31 @@ def _broadcastable(shape, out_shape) -> bool:
     return all(a in (1, b) for a, b in zip(reversed(shape), reversed(out_shape), strict=False))
 
 
-def _matmul(fa: Field | None, fb: Field | None, a, b, shape) -> Field:
+def _matmul(a, b, shape, get) -> tuple[Field, bool]:
     """(.., n, k) @ (.., k, m): rows from a, columns from b; the contracted k is seen whole."""
-    dims: list[Dim] = [_plain(n) for n in shape]
+    fa, fb = get(a), get(b)
+    dims: list[Dim] = [plain_dim(n) for n in shape]
     collapsed: list[Axis] = []
     if fa is not None:
         dims[:-1] = list(fa.dims[:-1])
-        collapsed += _whole_axes([fa.dims[-1]], None) + list(fa.collapsed)
+        collapsed += whole_axes([fa.dims[-1]]) + list(fa.collapsed)
     if fb is not None:
         dims[-1] = fb.dims[-1]
-        collapsed += _whole_axes(fb.dims[:-1], None) + list(fb.collapsed)
-    return Field(tuple(dims), _merge_collapsed(collapsed))
+        collapsed += whole_axes(fb.dims[:-1]) + list(fb.collapsed)
+    return Field(tuple(dims), merge_collapsed(collapsed)), True
 
 
-def _cat(args, kwargs, get, shape) -> Field:
+def _cat(args, kwargs, shape, get) -> tuple[Field, bool]:
     tensors, dim = args[0], (args[1] if len(args) > 1 else (kwargs or {}).get("dim", 0))
     dim %= len(shape)
     parts = [(tuple(shape[:dim]) + (t.shape[dim],) + tuple(shape[dim + 1:]), get(t))
              for t in tensors if get(t) is not None and t.dim() == len(shape)]
     merged = _elementwise(tuple(shape[:dim]) + (1,) + tuple(shape[dim + 1:]),
-                          [(s[:dim] + (1,) + s[dim + 1:], _with_dim(f, dim, _plain(1)))
+                          [(s[:dim] + (1,) + s[dim + 1:], _with_dim(f, dim, plain_dim(1)))
                            for s, f in parts])
     cat_axes = [a.whole(n) for _, f in parts for n, a in f.dims[dim] if a is not None]
-    return Field(merged.dims[:dim] + (_plain(shape[dim]),) + merged.dims[dim + 1:],
-                 _merge_collapsed(list(merged.collapsed) + cat_axes))
+    return Field(merged.dims[:dim] + (plain_dim(shape[dim]),) + merged.dims[dim + 1:],
+                 merge_collapsed(list(merged.collapsed) + cat_axes)), True
 
 
 def _with_dim(f: Field, i: int, dim: Dim) -> Field:
@@ -222,9 +233,9 @@ def _reduce(f, args, shape):
     red = args[1] if len(args) > 1 and args[1] is not None else list(range(nd))
     red = {r % nd for r in ([red] if isinstance(red, int) else red)} or set(range(nd))
     keep = len(shape) == nd
-    collapsed = list(f.collapsed) + _whole_axes([f.dims[i] for i in red], None)
-    dims = [(_plain(1) if i in red else d) for i, d in enumerate(f.dims) if keep or i not in red]
-    return Field(tuple(dims), _merge_collapsed(collapsed))
+    collapsed = list(f.collapsed) + whole_axes([f.dims[i] for i in red])
+    dims = [(plain_dim(1) if i in red else d) for i, d in enumerate(f.dims) if keep or i not in red]
+    return Field(tuple(dims), merge_collapsed(collapsed))
 
 
 def _slice(f, args, shape):
@@ -234,13 +245,13 @@ def _slice(f, args, shape):
     (n, a), = f.dims[dim] if len(f.dims[dim]) == 1 else ((0, None),)
     begin = begin + n if begin < 0 else begin
     axis = a and replace(a, start=a.start + begin * a.jump, jump=a.jump * step)
-    return _with_dim(f, dim, _plain(shape[dim], axis))
+    return _with_dim(f, dim, plain_dim(shape[dim], axis))
 
 
 def _select(f, args, shape):
     dim, index = args[1] % len(f.dims), args[2]
     axes = [replace(a, start=a.start + index * a.jump) for _, a in f.dims[dim] if a is not None]
-    return Field(f.dims[:dim] + f.dims[dim + 1:], _merge_collapsed(list(f.collapsed) + axes))
+    return Field(f.dims[:dim] + f.dims[dim + 1:], merge_collapsed(list(f.collapsed) + axes))
 
 
 def _pad(f, args, shape):
@@ -250,7 +261,7 @@ def _pad(f, args, shape):
     for i in range(len(pad) // 2):
         d = len(dims) - 1 - i
         a = dims[d][0][1] if len(dims[d]) == 1 else None
-        dims[d] = _plain(shape[d], a and replace(a, start=a.start - pad[2 * i] * a.jump))
+        dims[d] = plain_dim(shape[d], a and replace(a, start=a.start - pad[2 * i] * a.jump))
     return Field(tuple(dims), f.collapsed)
 
 
@@ -264,7 +275,7 @@ def _upsample(f, args, shape, linear: bool = False):
         if a is not None:
             extra = a.jump if linear else 0
             a = replace(a, jump=a.jump * length / shape[2 + i], size=a.size + extra)
-        dims.append(_plain(shape[2 + i], a))
+        dims.append(plain_dim(shape[2 + i], a))
     return Field(tuple(dims), f.collapsed)
 
 
@@ -272,16 +283,38 @@ def _view(f, args, shape):
     return _reshape(f, shape)
 
 
-_RULES = {
-    "view": _view, "_unsafe_view": _view, "reshape": _view, "unsqueeze": _view,
-    "squeeze": _view, "flatten": _view, "unflatten": _view, "alias": _view,
-    "permute": _permute, "transpose": _transpose, "t": _transpose,
-    "mean": _reduce, "sum": _reduce, "amax": _reduce, "amin": _reduce, "var": _reduce,
-    "std": _reduce, "logsumexp": _reduce, "max": _reduce, "min": _reduce,
-    "slice": _slice, "select": _select, "constant_pad_nd": _pad,
-    "reflection_pad1d": _pad, "reflection_pad2d": _pad, "replication_pad2d": _pad,
+def _on_first(rule):
+    """A rule of the first input's field alone: ``rule(field, args, shape) -> Field``."""
+    def wrapped(args, kwargs, shape, get) -> tuple[Field, bool] | None:
+        f0 = get(args[0]) if isinstance(args[0], torch.Tensor) else None
+        return None if f0 is None else (rule(f0, args, shape), True)
+    return wrapped
+
+
+# The one table: aten op name -> rule(args, kwargs, out_shape, get) -> (field, exact), or None when
+# the rule does not apply (the op is then treated as element-wise, or as unknown).
+RULES = {
+    "convolution": _conv,
+    "mm": lambda args, kw, shape, get: _matmul(args[0], args[1], shape, get),
+    "bmm": lambda args, kw, shape, get: _matmul(args[0], args[1], shape, get),
+    "addmm": lambda args, kw, shape, get: _matmul(args[1], args[2], shape, get),
+    "baddbmm": lambda args, kw, shape, get: _matmul(args[1], args[2], shape, get),
+    "cat": _cat,
 }
-for _name in ("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d"):
-    _RULES[_name] = _upsample
-for _name in ("upsample_linear1d", "upsample_bilinear2d", "upsample_bicubic2d"):
-    _RULES[_name] = lambda f, args, shape: _upsample(f, args, shape, linear=True)
+for _d in (1, 2, 3):
+    RULES.update({f"max_pool{_d}d": _pool(True), f"max_pool{_d}d_with_indices": _pool(True),
+                  f"avg_pool{_d}d": _pool(False), f"adaptive_avg_pool{_d}d": _adaptive_pool,
+                  f"_adaptive_avg_pool{_d}d": _adaptive_pool,
+                  f"adaptive_max_pool{_d}d": _adaptive_pool})
+for _names, _rule in (
+        (("view", "_unsafe_view", "reshape", "unsqueeze", "squeeze", "flatten", "unflatten",
+          "alias"), _view),
+        (("permute",), _permute), (("transpose", "t"), _transpose),
+        (("mean", "sum", "amax", "amin", "var", "std", "logsumexp", "max", "min"), _reduce),
+        (("slice",), _slice), (("select",), _select),
+        (("constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "replication_pad2d"), _pad),
+        (("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d"), _upsample),
+        (("upsample_linear1d", "upsample_bilinear2d", "upsample_bicubic2d"),
+         lambda f, args, shape: _upsample(f, args, shape, linear=True))):
+    for _name in _names:
+        RULES[_name] = _on_first(_rule)

@@ -18,6 +18,7 @@ from cnnlab.analysis.memory import MemoryReport, memory_report
 from cnnlab.analysis.receptive_field import ReceptiveField, receptive_field
 from cnnlab.analysis.trace import run_trace
 from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.stateless import StandInError
 
 OP_KINDS = ("bias", "norm", "pool", "elementwise")
 
@@ -159,11 +160,11 @@ def summary(model: nn.Module, input_size: Sequence[int], depth: int | None = Non
         torch.empty(shape, dtype=dtype, device="meta"))
     try:
         trace = run_trace(model, inputs, train)
-    except RuntimeError as err:
-        if "size" in str(err) or "shape" in str(err) or "Kernel" in str(err):
-            raise ShapeError(f"{type(model).__name__} cannot take an input of {shape}: "
-                             f"{str(err).splitlines()[0]}. Try another --input size.") from err
-        raise
+    except StandInError as err:
+        if err.kind == "other":
+            raise err.error from None
+        raise ShapeError(f"{type(model).__name__} cannot take an input of {shape}: "
+                         f"{err.where()}: {err.text}. Try another --input size.") from None
     param_count: dict[int, tuple[int, int]] = {}
 
     def count(module: nn.Module) -> tuple[int, int]:

@@ -12,8 +12,8 @@
 
 On the meta device (the default) the pass allocates nothing and does no arithmetic: shapes,
 strides and storages are still real, so every count above is exact. The model is never modified:
-its parameters and buffers are swapped for meta (or device) stand-ins by
-``torch.func.functional_call`` for the call only, the hooks are removed, train/eval flags restored.
+:func:`cnnlab.stateless.run_stateless` runs it on meta (or device) stand-ins of its parameters and
+buffers, removes the hooks and restores the train/eval flags.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from torch.utils.weak import WeakTensorKeyDictionary
 from cnnlab.analysis.macs import op_cost
 from cnnlab.analysis.receptive_field import Field, input_field
 from cnnlab.analysis.rf_ops import propagate
+from cnnlab.stateless import Frame, run_stateless, stand_ins
 
 
 @dataclass
@@ -67,52 +68,6 @@ def _part(call: Call) -> str:
     return "conv" if spatial else "fc"
 
 
-aten = torch.ops.aten
-_BATCH_NORMS = {aten._native_batch_norm_legit_no_training.default,
-                aten._native_batch_norm_legit.default, aten.native_batch_norm.default}
-
-
-def _meta_batch_norm(func, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batch norm's (out, save_mean, save_invstd) on meta, without torch's Python decomposition.
-
-    torch computes meta batch norm by tracing its reference decomposition, milliseconds per call;
-    the result is an output like the input and two statistics (float32 for half inputs): (C,)
-    when normalising with batch statistics, empty with running ones (as the CPU kernel returns).
-    """
-    x = args[0]
-    stat = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    training = func is not aten._native_batch_norm_legit_no_training.default and bool(args[5])
-    channels = x.shape[1] if x.dim() > 1 and training else 0
-    stats = (torch.empty(channels, dtype=stat, device="meta") for _ in range(2))
-    return (torch.empty_like(x), *stats)
-
-
-# Same-shape floating-point arithmetic whose meta result is "like the first input" (torch runs a
-# Python reference implementation for these on meta, ~0.5 ms a call).
-_LIKE_INPUT = {"add", "sub", "mul", "div", "relu", "gelu", "silu", "sigmoid", "tanh", "hardtanh",
-               "hardswish", "hardsigmoid", "leaky_relu", "elu", "neg", "exp", "sqrt", "rsqrt",
-               "clamp", "clamp_min", "threshold", "mish", "softplus", "abs", "square"}
-
-
-def _fast_meta(func, args, kwargs):
-    """The result of ``func`` on meta tensors for the ops above and batch norm, else None."""
-    if not args or not isinstance(args[0], torch.Tensor) or args[0].device.type != "meta":
-        return None
-    if func in _BATCH_NORMS:
-        return _meta_batch_norm(func, args)
-    name = func.overloadpacket.__name__
-    first = args[0]
-    if name.rstrip("_") not in _LIKE_INPUT or kwargs.get("out") is not None:
-        return None
-    if not first.is_floating_point() or name.startswith("_"):
-        return None
-    for a in list(args[1:]) + list(kwargs.values()):
-        if isinstance(a, torch.Tensor) and (a.shape != first.shape or a.dtype != first.dtype
-                                            or a.stride() != first.stride()):
-            return None
-    return first if name.endswith("_") else torch.empty_like(first)
-
-
 def _storage_key(t: torch.Tensor) -> int:
     return t.untyped_storage()._cdata
 
@@ -131,9 +86,7 @@ class _Tracer(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = _fast_meta(func, args, kwargs)
-        if out is None:
-            out = func(*args, **kwargs)
+        out = func(*args, **kwargs)  # meta shortcuts: cnnlab.stateless.FastMeta, outside this mode
         macs, other, uncounted = op_cost(func, args, kwargs, out)
         field_, exact = propagate(func, args, kwargs, out, self.fields.get)
         flat_in = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
@@ -164,38 +117,26 @@ class _Tracer(TorchDispatchMode):
 
 
 def run_trace(model: nn.Module, inputs: torch.Tensor, train: bool) -> Trace:
-    """Run ``model(inputs)`` once under the tracer; ``inputs`` already on the target device."""
-    device = inputs.device
-    names = {id(m): n for n, m in model.named_modules()}
-    flags = {m: m.training for m in model.modules()}
-    params = {n: p for n, p in model.named_parameters(remove_duplicate=False)}
-    buffers = {n: b for n, b in model.named_buffers(remove_duplicate=False)}
-    stand_in: dict[int, torch.Tensor] = {}  # one stand-in per original tensor (ties survive)
+    """Run ``model(inputs)`` once under the tracer; ``inputs`` already on the target device.
 
-    def swap(t: torch.Tensor) -> torch.Tensor:
-        if id(t) not in stand_in:
-            dtype = inputs.dtype if t.is_floating_point() else t.dtype
-            new = (torch.empty_like(t, device=device, dtype=dtype) if device.type == "meta"
-                   else t.detach().to(device, dtype, copy=True))
-            stand_in[id(t)] = new.requires_grad_(t.requires_grad)
-        return stand_in[id(t)]
-
-    state = {n: swap(p) for n, p in params.items()} | {n: swap(b) for n, b in buffers.items()}
-    param_names = {_storage_key(swap(p)): n for n, p in reversed(list(params.items()))}
+    Raises :class:`~cnnlab.stateless.StandInError` when the forward fails (kind and layer).
+    """
+    params = dict(model.named_parameters(remove_duplicate=False))
+    state = stand_ins(model, inputs)
+    param_names = {_storage_key(state[n]): n for n in reversed(list(params))}
     model_state = {_storage_key(t) for t in state.values()}
     calls: list[Call] = []
     stack: list[Call] = []
     tracer = _Tracer(stack, param_names)
     seen_storages: set[int] = set()
 
-    def pre_hook(module, args):
-        parent_depth = stack[-1].depth if stack else -1
-        call = Call(names.get(id(module), type(module).__name__), type(module).__name__,
-                    parent_depth + 1, module)
+    def pre_hook(frame: Frame, frames: list[Frame]) -> None:
+        call = Call(frame.name, type(frame.module).__name__,
+                    len(frames) - 1, frame.module)
         calls.append(call)
         stack.append(call)
 
-    def post_hook(module, args, output):
+    def post_hook(frame: Frame, output) -> None:
         call = stack.pop()
         tensors = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
         if tensors:
@@ -214,22 +155,11 @@ def run_trace(model: nn.Module, inputs: torch.Tensor, train: bool) -> Trace:
                 stack[-1].self_saved_bytes += nbytes
         return t
 
-    handles = []
-    try:
-        for m in model.modules():
-            handles.append(m.register_forward_pre_hook(pre_hook))
-            handles.append(m.register_forward_hook(post_hook, always_call=True))
-        model.train(train)
-        inputs.requires_grad_(False)
-        tracer.fields[inputs] = input_field(inputs.shape)
-        with torch.enable_grad(), tracer, torch.autograd.graph.saved_tensors_hooks(
-                pack, lambda t: t):
-            torch.func.functional_call(model, state, (inputs,), tie_weights=True, strict=False)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in flags.items():
-            m.training = flag
+    inputs.requires_grad_(False)
+    tracer.fields[inputs] = input_field(inputs.shape)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run_stateless(model, inputs, train, state=state, pre_hook=pre_hook, post_hook=post_hook,
+                      dispatch_mode=tracer)
     split: dict[str, dict[str, int]] = {k: defaultdict(int) for k in ("params", "macs",
                                                                         "saved_bytes")}
     for call in calls:  # a call is "conv" when its output is a feature map, else "fc"

@@ -1,12 +1,28 @@
 """The model zoo: one file per family, each registering its variants with ``register_model``."""
 
-import cnnlab.models.efficientnet  # noqa: F401  (registration)
-import cnnlab.models.fastnet  # noqa: F401  (registration)
-from cnnlab.models import alexnet, convnext, googlenet, inception, lenet, nin, resnet, resnet_cifar, tdnn, vgg  # noqa: F401  (registration)
+from cnnlab.models import (  # noqa: F401  (registration)
+    alexnet,
+    convnext,
+    efficientnet,
+    fastnet,
+    googlenet,
+    inception,
+    lenet,
+    nin,
+    resnet,
+    resnet_cifar,
+    tdnn,
+    vgg,
+)
 from cnnlab.models.base import ConvNet
 from cnnlab.models.registry import ModelInfo, create_model, list_models, model_info, register_model
-from cnnlab.models.weights import (WeightsInfo, list_weights, load_state_dict_file,
-                                   load_torchvision_weights, weights_info)
+from cnnlab.models.weights import (
+    WeightsInfo,
+    list_weights,
+    load_state_dict_file,
+    load_torchvision_weights,
+    weights_info,
+)
 
 __all__ = ["ConvNet", "ModelInfo", "create_model", "list_models", "model_info", "register_model",
            "load_state_dict_file", "load_torchvision_weights", "WeightsInfo", "list_weights",

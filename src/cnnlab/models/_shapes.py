@@ -10,11 +10,13 @@ One mechanism serves three uses:
   input, the same check re-runs on the meta device, in the model's current mode (so GoogLeNet's
   training-only side branches are checked too), and a :class:`ShapeError` names the layer.
 
-A forward pre-hook on every submodule records ``layer 'path' (Type) got input (shape)``; for
-convolutions and poolings it also works out o = floor((i + 2p - d(k-1) - 1)/s) + 1 per axis with
-:func:`cnnlab.nn.output_size`. Torch's own meta kernel decides whether the layer fails (so its
-ceil-mode rule is the rule); the formula only explains the failure. A forward hook catches layers
-that return an empty tensor instead of failing (adaptive pools of an empty map).
+The forward runs on stand-ins through :func:`cnnlab.stateless.run_stateless`, which says which
+layer failed (``layer 'path' (Type) got input (shape)``) and whether the input was too small or
+did not fit; for convolutions and poolings the failure is explained by
+o = floor((i + 2p - d(k-1) - 1)/s) + 1 per axis (:func:`cnnlab.nn.output_size`). Torch's own meta
+kernel decides whether the layer fails (so its ceil-mode rule is the rule); the formula only
+explains the failure. Layers that return an empty tensor instead of failing (adaptive pools of an
+empty map) count as too small.
 """
 
 from __future__ import annotations
@@ -27,19 +29,10 @@ from torch import nn
 
 from cnnlab.errors import ShapeError
 from cnnlab.nn import output_size
+from cnnlab.stateless import EmptyOutput, StandInError, run_stateless
 
 _SIZED = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)
-# Normalisation layers keep their input's shape; their stock forwards are skipped on meta.
-_NORM_FORWARDS = (nn.modules.batchnorm._BatchNorm.forward, nn.LayerNorm.forward,
-                  nn.GroupNorm.forward)
-# What torch says when an output would be empty (layers without a formula), or shapes do not fit.
-_TOO_SMALL = ("too small", "can't be greater than actual input size", "non-empty")
-_MISMATCH = ("shapes cannot be multiplied", "expected input", "size mismatch", "sizes of tensors")
 _LARGEST = 4096  # the search for the smallest accepted input stops here
-
-
-class _EmptyOutput(RuntimeError):
-    pass
 
 
 def _per_axis(value, n: int) -> tuple[int, ...]:
@@ -70,82 +63,30 @@ def _formula_verdict(module: nn.Module, in_shape: tuple[int, ...]) -> str | None
     return None
 
 
-def _same_shape(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A normalisation layer's shape rule without its arithmetic (torch decomposes batch and layer
-    norm in Python on the meta device: ~1 ms a call, most of a ResNet-152 check)."""
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        if isinstance(module, nn.LayerNorm):
-            want, got = tuple(module.normalized_shape), tuple(x.shape[-len(module.normalized_shape):])
-        else:
-            want = (module.num_channels if isinstance(module, nn.GroupNorm) else module.num_features,)
-            got = tuple(x.shape[1:2])
-        if want != got:
-            raise RuntimeError(f"expected input with {want} in its normalised dimensions, "
-                               f"got shape {tuple(x.shape)}")
-        return x
-    return forward
-
-
 def _meta_forward(model: nn.Module, shape: tuple[int, ...], training: bool, prefix: str = ""
                   ) -> tuple[str, tuple[int, ...] | str | Exception]:
-    """Run ``model`` in mode ``training`` on a meta tensor of ``shape``.
+    """Run ``model`` in mode ``training`` on a meta tensor of ``shape``
+    (:func:`cnnlab.stateless.run_stateless`).
 
     Returns ``("ok", output shape)``, ``("small", message)``, ``("mismatch", message)`` or
     ``("other", error)`` (a failure the meta device cannot judge; the real forward will tell).
     Layer paths in messages start with ``prefix``.
     """
-    state = {k: torch.empty_like(v, device="meta") for k, v in model.named_parameters()}
-    state.update({k: torch.empty_like(v, device="meta") for k, v in model.named_buffers()})
-    dtype = next(iter(state.values())).dtype if state else torch.float32
-    stack: list[tuple[str, str | None]] = []  # (who got what, the formula's verdict)
-
-    def pre_hook(name: str):
-        def hook(module: nn.Module, args: tuple) -> None:
-            shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-            who = f"layer {prefix + name!r} ({type(module).__name__}) got input " \
-                  f"{shapes[0] if len(shapes) == 1 else shapes}"
-            verdict = _formula_verdict(module, shapes[0]) if isinstance(module, _SIZED) else None
-            stack.append((who, verdict))
-        return hook
-
-    def post_hook(module: nn.Module, args: tuple, output) -> None:
-        if isinstance(output, torch.Tensor) and output.numel() == 0:
-            raise _EmptyOutput(f"{stack[-1][0]} and gives output {tuple(output.shape)} "
-                               "(size below 1)")
-        stack.pop()
-
-    handles, patched = [], []
-    for name, module in model.named_modules():
-        if name:
-            handles.append(module.register_forward_pre_hook(pre_hook(name)))
-            handles.append(module.register_forward_hook(post_hook))
-        if type(module).forward in _NORM_FORWARDS and "forward" not in module.__dict__:
-            module.forward = _same_shape(module)
-            patched.append(module)
-    modes = {m: m.training for m in model.modules()}
-    model.train(training)
+    dtype = next((t.dtype for t in model.parameters() if t.is_floating_point()), torch.float32)
     try:
-        x = torch.empty(shape, device="meta", dtype=dtype)
-        out = torch.func.functional_call(model, state, (x,))
-    except _EmptyOutput as err:
-        return "small", str(err)
-    except (RuntimeError, ValueError) as err:
-        who, verdict = stack[-1] if stack else ("the model's first layer", None)
-        text = str(err).split("\n")[0]
+        with torch.no_grad():
+            out = run_stateless(model, torch.empty(shape, device="meta", dtype=dtype), training)
+    except StandInError as err:
+        frame = err.frame
+        verdict = (_formula_verdict(frame.module, frame.input_shapes[0])
+                   if frame is not None and isinstance(frame.module, _SIZED) else None)
         if verdict is not None:
-            return "small", f"{who}: {verdict}"
-        if any(s in text.lower() for s in _TOO_SMALL):
-            return "small", f"{who}: {text}"
-        if any(s in text.lower() for s in _MISMATCH):
-            return "mismatch", f"{who}: {text}"
-        return "other", err
-    finally:
-        for h in handles:
-            h.remove()
-        for m in patched:
-            del m.forward
-        for m, mode in modes.items():
-            m.train(mode)
+            return "small", f"{err.where(prefix)}: {verdict}"
+        if isinstance(err.error, EmptyOutput):
+            return "small", f"{err.where(prefix)} and {err.text}"
+        if err.kind in ("small", "mismatch"):
+            return err.kind, f"{err.where(prefix)}: {err.text}"
+        return "other", err.error
     out = out if isinstance(out, torch.Tensor) else out[0]  # (logits, aux...) in training
     return "ok", tuple(out.shape)
 

@@ -1,0 +1,233 @@
+"""Running a model on stand-in tensors: the one place cnnlab calls ``torch.func.functional_call``.
+
+Two users, at two levels of the package: the shape checks of :mod:`cnnlab.models._shapes` (a model
+must not import ``analysis``) and the analysis trace of :mod:`cnnlab.analysis.trace`. Both get the
+same machinery from :func:`run_stateless`:
+
+* every parameter and buffer is swapped for a stand-in for the one call (:func:`stand_ins`): an
+  empty meta tensor (no storage, no arithmetic) or a copy on another device, floating ones in the
+  input's dtype; one stand-in per tensor, so tied weights stay tied. The model is never modified;
+* forward pre/post hooks on every module (the root included) keep a stack of :class:`Frame` s —
+  module path, module, input shapes — and call the caller's hooks beside; they are removed after;
+* the model runs in the mode asked for (``training``) and every module's flag is restored after;
+* on the meta device, batch, layer and group norm and same-shape element-wise ops are answered
+  without torch's Python reference decompositions (:class:`FastMeta`; 1-2 ms a call otherwise,
+  most of the time of a ResNet-152 check);
+* a failure becomes a :class:`StandInError` naming the innermost module and the kind of failure,
+  classified once, here: ``"small"`` (some output would be empty: a module returned an empty
+  tensor, or torch says the input is too small), ``"mismatch"`` (shapes do not fit together) or
+  ``"other"`` (nothing the shapes explain; the real forward will tell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# What torch says when an output would be empty, or when shapes do not fit (lower case).
+TOO_SMALL = ("too small", "can't be greater than actual input size", "non-empty")
+MISMATCH = ("shapes cannot be multiplied", "expected input", "size mismatch", "sizes of tensors",
+            "must match the size", "same reduction dim", "more than 1 value per channel")
+
+
+def classify(message: str) -> str:
+    """``"small"``, ``"mismatch"`` or ``"other"`` for the first line of a torch error."""
+    text = message.lower()
+    if any(s in text for s in TOO_SMALL):
+        return "small"
+    if any(s in text for s in MISMATCH):
+        return "mismatch"
+    return "other"
+
+
+@dataclass
+class Frame:
+    """One module call in progress."""
+
+    name: str  # path in named_modules(); "" for the model itself
+    module: nn.Module
+    input_shapes: list[tuple[int, ...]] = field(default_factory=list)
+
+    def describe(self, prefix: str = "") -> str:
+        """``layer 'features.3' (MaxPool2d) got input (1, 64, 2, 2)``."""
+        shapes = self.input_shapes[0] if len(self.input_shapes) == 1 else self.input_shapes
+        who = f"layer {prefix + self.name!r}" if self.name or prefix else "the model"
+        return f"{who} ({type(self.module).__name__}) got input {shapes}"
+
+
+class StandInError(RuntimeError):
+    """The stand-in forward failed: ``kind`` (``small``, ``mismatch``, ``other``), the innermost
+    ``frame`` at the failure (None before the first module ran), its first line and the error."""
+
+    def __init__(self, kind: str, frame: Frame | None, text: str, error: BaseException) -> None:
+        super().__init__(text)
+        self.kind, self.frame, self.text, self.error = kind, frame, text, error
+
+    def where(self, prefix: str = "") -> str:
+        return self.frame.describe(prefix) if self.frame else "the model's first layer"
+
+
+class EmptyOutput(RuntimeError):
+    """A module returned an empty tensor: its input was too small (adaptive pools of an empty map
+    return one instead of failing)."""
+
+
+aten = torch.ops.aten
+_BATCH_NORMS = {aten._native_batch_norm_legit_no_training.default,
+                aten._native_batch_norm_legit.default, aten.native_batch_norm.default}
+# Same-shape floating-point arithmetic whose meta result is "like the first input" (torch runs a
+# Python reference implementation for these on meta, ~0.5 ms a call).
+_LIKE_INPUT = {"add", "sub", "mul", "div", "relu", "gelu", "silu", "sigmoid", "tanh", "hardtanh",
+               "hardswish", "hardsigmoid", "leaky_relu", "elu", "neg", "exp", "sqrt", "rsqrt",
+               "clamp", "clamp_min", "threshold", "mish", "softplus", "abs", "square"}
+
+
+def _meta_batch_norm(func, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batch norm's (out, save_mean, save_invstd) on meta: an output like the input and two
+    statistics (float32 for half inputs), (C,) with batch statistics, empty with running ones (as
+    the CPU kernel returns)."""
+    x = args[0]
+    stat = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    training = func is not aten._native_batch_norm_legit_no_training.default and bool(args[5])
+    channels = x.shape[1] if x.dim() > 1 and training else 0
+    stats = (torch.empty(channels, dtype=stat, device="meta") for _ in range(2))
+    return (torch.empty_like(x), *stats)
+
+
+class FastMeta(TorchDispatchMode):
+    """Answers normalisation and same-shape element-wise ops on meta tensors directly; everything
+    else (and every op on real tensors) goes to torch. Outside any caller's dispatch mode, so a
+    tracer inside it still sees every op."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = _fast_meta(func, args, kwargs)
+        return func(*args, **kwargs) if out is None else out
+
+
+def _meta_layer_norm(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(out, mean, rstd) of layer norm on meta: statistics of shape (*leading, 1, ..., 1),
+    float32 for half inputs; None when the shapes do not fit (torch then says why)."""
+    x, normalized = args[0], tuple(args[1])
+    if tuple(x.shape[x.dim() - len(normalized):]) != normalized:
+        return None
+    stat = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    shape = tuple(x.shape[:x.dim() - len(normalized)]) + (1,) * len(normalized)
+    out = torch.empty(x.shape, dtype=x.dtype, device="meta")  # contiguous, as torch's kernel returns
+    return (out, *(torch.empty(shape, dtype=stat, device="meta") for _ in range(2)))
+
+
+def _meta_group_norm(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(out, mean, rstd) of group norm on meta: statistics (N, groups) in the input's dtype."""
+    x, n, channels, groups = args[0], args[3], args[4], args[6]
+    if x.dim() < 2 or x.shape[1] != channels or channels % groups:
+        return None
+    return (torch.empty_like(x), *(torch.empty((n, groups), dtype=x.dtype, device="meta")
+                                   for _ in range(2)))
+
+
+def _fast_meta(func, args, kwargs):
+    if not args or not isinstance(args[0], torch.Tensor) or args[0].device.type != "meta":
+        return None
+    if func in _BATCH_NORMS:
+        x, weight = args[0], args[1]
+        if isinstance(weight, torch.Tensor) and x.dim() > 1 and weight.shape[0] != x.shape[1]:
+            return None  # let torch say what does not fit
+        return _meta_batch_norm(func, args)
+    if func is aten.native_layer_norm.default:
+        return _meta_layer_norm(args)
+    if func is aten.native_group_norm.default:
+        return _meta_group_norm(args)
+    name = func.overloadpacket.__name__
+    first = args[0]
+    if name.rstrip("_") not in _LIKE_INPUT or kwargs.get("out") is not None:
+        return None
+    if not first.is_floating_point() or name.startswith("_"):
+        return None
+    for a in list(args[1:]) + list(kwargs.values()):
+        if isinstance(a, torch.Tensor) and (a.shape != first.shape or a.dtype != first.dtype
+                                            or a.stride() != first.stride()):
+            return None
+    return first if name.endswith("_") else torch.empty_like(first)
+
+
+def stand_ins(model: nn.Module, like: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Stand-ins for every parameter and buffer name (duplicates included), on ``like``'s device
+    and, for floating tensors, in its dtype: empty on meta, copies elsewhere. Tensors shared under
+    several names share one stand-in."""
+    made: dict[int, torch.Tensor] = {}
+
+    def swap(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in made:
+            dtype = like.dtype if t.is_floating_point() else t.dtype
+            new = (torch.empty_like(t, device="meta", dtype=dtype) if like.device.type == "meta"
+                   else t.detach().to(like.device, dtype, copy=True))
+            made[id(t)] = new.requires_grad_(t.requires_grad)
+        return made[id(t)]
+
+    state = {n: swap(p) for n, p in model.named_parameters(remove_duplicate=False)}
+    state.update({n: swap(b) for n, b in model.named_buffers(remove_duplicate=False)})
+    return state
+
+
+def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False, *,
+                  state: dict[str, torch.Tensor] | None = None,
+                  pre_hook: Callable[[Frame, list[Frame]], None] | None = None,
+                  post_hook: Callable[[Frame, object], None] | None = None,
+                  dispatch_mode: TorchDispatchMode | None = None):
+    """``model(inputs)`` on stand-ins (see the module docstring); returns the output.
+
+    Args:
+        training: the mode to run in (restored after, module by module).
+        state: the stand-ins to use (default :func:`stand_ins` of ``inputs``).
+        pre_hook: called as ``pre_hook(frame, stack)`` when a module call starts (the frame is on
+            top of ``stack``).
+        post_hook: called as ``post_hook(frame, output)`` when it returns.
+        dispatch_mode: a ``TorchDispatchMode`` that sees every aten op of the call.
+
+    Raises:
+        StandInError: the forward failed; its ``kind`` and ``frame`` say what and where.
+    """
+    state = stand_ins(model, inputs) if state is None else state
+    names = {id(m): n for n, m in model.named_modules()}
+    stack: list[Frame] = []
+
+    def pre(module: nn.Module, args: tuple) -> None:
+        shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
+        stack.append(Frame(names.get(id(module), type(module).__name__), module, shapes))
+        if pre_hook is not None:
+            pre_hook(stack[-1], stack)
+
+    def post(module: nn.Module, args: tuple, output) -> None:
+        if isinstance(output, torch.Tensor) and output.numel() == 0:
+            raise EmptyOutput(f"gives output {tuple(output.shape)} (size below 1)")
+        if post_hook is not None:
+            post_hook(stack[-1], output)
+        stack.pop()
+
+    flags = {m: m.training for m in model.modules()}
+    handles = []
+    try:
+        for m in model.modules():
+            handles.append(m.register_forward_pre_hook(pre))
+            handles.append(m.register_forward_hook(post))
+        model.train(training)
+        with FastMeta():
+            if dispatch_mode is None:
+                return torch.func.functional_call(model, state, (inputs,), strict=False)
+            with dispatch_mode:
+                return torch.func.functional_call(model, state, (inputs,), strict=False)
+    except EmptyOutput as err:
+        raise StandInError("small", stack[-1] if stack else None, str(err), err) from None
+    except (RuntimeError, ValueError) as err:
+        text = str(err).split("\n")[0]
+        raise StandInError(classify(text), stack[-1] if stack else None, text, err) from err
+    finally:
+        for h in handles:
+            h.remove()
+        for m, flag in flags.items():
+            m.training = flag
