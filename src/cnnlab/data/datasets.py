@@ -52,7 +52,8 @@ IDX_DATASETS: dict[str, IdxSpec] = {
     "mnist": IdxSpec("mnist", tuple(str(d) for d in range(10)),
                      "https://storage.googleapis.com/cvdf-datasets/mnist/", "", 0.1307, 0.3081),
 }
-DATASET_NAMES = (*IDX_DATASETS, "digits", "imagefolder")
+CIFAR_NAMES = ("cifar10", "cifar100", "cifar100-coarse")  # read by cnnlab.data.cifar
+DATASET_NAMES = (*IDX_DATASETS, *CIFAR_NAMES, "digits", "imagefolder")
 
 
 @dataclass
@@ -119,7 +120,9 @@ def labels_per_class(dataset: InMemoryDataset, k: int, seed: int = 0) -> InMemor
     return dataset.subset(balanced_order(dataset.labels, seed)[: k * dataset.num_classes])
 
 
-def _candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
+def candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
+    """Where a named data set is looked for, in order: ``data_dir`` (else ``CNNLAB_DATA``), the
+    user cache, Debian's folder; each as ``root/name`` and ``root``."""
     roots = []
     explicit = data_dir or os.environ.get("CNNLAB_DATA")
     if explicit:
@@ -145,7 +148,7 @@ def find_idx_dir(name: str, data_dir: str | Path | None = None, download: bool =
     """The first directory (in the documented order) holding all four IDX files of ``name``."""
     spec = _spec(name)
     stems = [s for pair in IDX_FILES.values() for s in pair]
-    searched = _candidate_dirs(name, data_dir)
+    searched = candidate_dirs(name, data_dir)
     for directory in searched:
         if all(_find_file(directory, s) for s in stems):
             return directory
@@ -181,7 +184,7 @@ def _download(spec: IdxSpec, target: Path) -> Path:
         except OSError as err:
             if "tmp" in locals() and os.path.exists(tmp.name):
                 os.unlink(tmp.name)
-            raise _missing(spec, _candidate_dirs(spec.name, None), str(err)) from None
+            raise _missing(spec, candidate_dirs(spec.name, None), str(err)) from None
     return target
 
 
@@ -232,10 +235,17 @@ def load_digits(split: str = "train", test_fraction: float = 0.25, seed: int = 0
 
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
                  download: bool = True, image_size: int = 64, workers: int = 2) -> InMemoryDataset:
-    """Load a named data set split: ``fashion-mnist``, ``mnist``, ``digits``, or ``imagefolder``
-    (``data_dir`` holds ``train/`` and ``test/`` or ``val/``, one sub-folder per class)."""
+    """Load a named data set split: ``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``,
+    ``cifar100-coarse``, ``digits``, or ``imagefolder`` (``data_dir`` holds ``train/`` and
+    ``test/`` or ``val/``, one sub-folder per class)."""
     if name == "digits":
         return load_digits(split)
+    if name in CIFAR_NAMES:
+        if split not in IDX_FILES:
+            raise ConfigError(f"unknown split {split!r}; choose 'train' or 'test'")
+        from cnnlab.data.cifar import load_cifar
+
+        return load_cifar(name, split, data_dir, download)
     if name == "imagefolder":
         if data_dir is None:
             raise ConfigError("data.name=imagefolder needs --data-dir: a folder with train/ and "
