@@ -40,6 +40,11 @@ class Precision:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` moved to this path's device and, for channels_last, its memory format."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
     def describe(self) -> str:
         layout = "channels_last" if self.channels_last else "NCHW"
         amp = "fp32" if self.name == "fp32" else f"{self.name} autocast"

@@ -13,7 +13,7 @@ def test_models_table(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["train", "lenet6", "--out", "x"], "unknown model 'lenet6'"),
     (["train", "lenet5", "--epochs", "0", "--out", "x"], "--epochs: must be at least 1"),
-    (["train", "lenet5", "--epochs", "two", "--out", "x"], "expected a positive whole number"),
+    (["train", "lenet5", "--epochs", "two", "--out", "x"], "expected a whole number"),
     (["train", "lenet5", "--set", "train.bogus=1", "--out", "x"], "unknown config key"),
     (["evaluate", "/nonexistent/run"], "not a cnnlab run directory"),
     (["frobnicate"], "invalid choice"),

@@ -9,7 +9,8 @@ from torchvision.io import encode_png
 
 from cnnlab.cli import main
 from cnnlab.data import FASHION_MNIST_CLASSES
-from cnnlab.train import load_run_model
+from cnnlab.train import load_run_model, read_metrics
+from cnnlab.train.checkpoint import METRICS_COLUMNS
 
 
 def _train(tiny_idx_dir, out, seed=0):
@@ -40,6 +41,10 @@ def test_transfer_with_cache_then_evaluate_and_ensemble(tiny_idx_dir, tmp_path, 
     assert text.strip().splitlines()[-1].startswith("test accuracy:")
     record = json.loads((out / "transfer.json").read_text())
     assert record["target"]["classes"] == [5, 6, 7, 8, 9] and record["cache_point"] == "features"
+    assert record["cache_precision"] == {"name": "fp32", "channels_last": False}
+    # the train run's columns, one row per epoch: the Trainer wrote it
+    assert (out / "metrics.csv").read_text().splitlines()[0] == ",".join(METRICS_COLUMNS)
+    assert [r["epoch"] for r in read_metrics(out / "metrics.csv")] == [1, 2]
     config, model = load_run_model(out)
     assert config.model.num_classes == 5
     # the frozen backbone is exactly the source's
@@ -82,6 +87,7 @@ def test_fine_tune_with_discriminative_rates(tiny_idx_dir, tmp_path, capsys):
                  "--out", str(out), "--no-progress"]) == 0
     _, src_model = load_run_model(source)
     _, model = load_run_model(out)
+    assert (out / "metrics.csv").read_text().splitlines()[0] == ",".join(METRICS_COLUMNS)
     assert torch.equal(model.c1.weight, src_model.c1.weight)  # frozen (stem)
     assert not torch.equal(model.c5.weight, src_model.c5.weight)  # stage2 fine-tuned
     assert model.output.out_features == 10

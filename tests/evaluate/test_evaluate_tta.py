@@ -93,3 +93,18 @@ def test_all_views_of_a_batch_go_through_one_forward_and_probabilities_average()
     assert result.accuracy == (expected.argmax(1) == ds.labels).float().mean().item()
     nll = -expected[torch.arange(6), ds.labels].log().mean().item()
     assert result.loss == pytest.approx(nll, rel=1e-5)
+
+
+def test_flip_is_one_definition_everywhere():
+    """Mode flip, FlipTTA and training's tta_flip all mean: average the two views' probabilities."""
+    from cnnlab.evaluate import FlipTTA, predict
+
+    images = torch.randint(0, 255, (5, 1, 4, 4), dtype=torch.uint8)
+    ds = InMemoryDataset(images, torch.tensor([0, 1, 2, 0, 1]), ("a", "b", "c"), "t", (0.5,), (0.2,))
+    model = _Counting()
+    x = normalize(images, (0.5,), (0.2,))
+    with torch.no_grad():  # oracle: by hand, from the model's two outputs
+        expected = 0.5 * (model.fc(x.flatten(1)).softmax(1) + model.fc(x.flip(-1).flatten(1)).softmax(1))
+        torch.testing.assert_close(FlipTTA(model)(x).softmax(1), expected)
+    torch.testing.assert_close(predict(model, ds, "flip").softmax(-1).mean(0), expected)
+    torch.testing.assert_close(evaluate_model(model, ds, tta="flip").probs, expected)

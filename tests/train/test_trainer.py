@@ -107,8 +107,9 @@ def test_side_classifiers_join_the_loss(tmp_path, tiny_dataset):
     assert len(outputs) == 3
     logits, *aux = outputs
     by_hand = F.cross_entropy(logits, labels) + 0.3 * sum(F.cross_entropy(a, labels) for a in aux)
-    torch.testing.assert_close(trainer.loss(outputs, labels), by_hand)
+    torch.testing.assert_close(trainer.loss(outputs, labels), by_hand)  # the model's own loss
     torch.testing.assert_close(googlenet_loss(outputs, labels), by_hand)
+    assert trainer.loss.__func__ is Trainer.loss and "aux" not in Trainer.loss.__code__.co_names
     history = trainer.fit()
     assert len(history) == 1 and history[0]["train_loss"] > 0
 
@@ -131,3 +132,66 @@ def test_precision_probe_takes_models_with_side_classifiers():
 
     chosen, times = measure_cpu_precision(TwoHeads(), torch.randn(4, 1, 8, 8), torch.arange(4))
     assert chosen.name in ("bf16", "fp32") and set(times) == {"bf16", "fp32"}
+
+
+def test_the_callers_config_is_not_written_and_the_saved_one_is_resolved(tmp_path, tiny_dataset):
+    config = _config(epochs=1)
+    before = config.to_dict()
+    trainer = Trainer(config, tmp_path, *tiny_dataset, progress=False, log=None)
+    trainer.fit()
+    assert config.to_dict() == before  # model sizes, precision: still as the caller left them
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved == trainer.config.to_dict()
+    assert (saved["model"]["num_classes"], saved["model"]["in_chans"], saved["model"]["input_size"]) \
+        == (10, 1, 28)  # from the data: 10 classes of 1x28x28 images
+    assert saved["train"]["precision"] == trainer.precision.name
+    assert saved["train"]["channels_last"] == trainer.precision.channels_last
+
+
+def test_history_rows_are_typed_and_lr_follows_the_schedule(tmp_path, tiny_dataset):
+    history = Trainer(_config(epochs=2), tmp_path, *tiny_dataset, progress=False, log=None).fit()
+    for row in history:
+        assert isinstance(row["epoch"], int)
+        assert all(isinstance(row[k], float) for k in ("train_loss", "lr", "images_per_s"))
+    # cosine without warm-up, 10 steps per epoch: factor 1 at step 0, (1 + cos(pi/2)) / 2 at step 10
+    assert [row["lr"] for row in history] == pytest.approx([0.05, 0.025])
+    assert [row["lr"] for row in read_metrics(tmp_path / "metrics.csv")] == pytest.approx([0.05, 0.025])
+
+
+def test_state_dict_round_trip_continues_the_same_run(tmp_path, tiny_dataset):
+    straight = Trainer(_config(epochs=2), tmp_path / "a", *tiny_dataset, progress=False, log=None)
+    straight.fit()
+    class Stop(Exception):
+        pass
+
+    def stop_after_epoch_1(line):
+        if line.startswith("epoch   1/"):
+            raise Stop
+
+    first = Trainer(_config(epochs=2), tmp_path / "b", *tiny_dataset, progress=False,
+                    log=stop_after_epoch_1)
+    with pytest.raises(Stop):
+        first.fit()
+    state = first.state_dict()
+    second = Trainer(_config(epochs=2), tmp_path / "c", *tiny_dataset, progress=False, log=None)
+    second.load_state_dict(state)
+    assert (second.epoch, second.step) == (1, 0) and len(second.history) == 1
+    second.fit()
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(second.model.state_dict()[key], value)
+
+
+def test_a_given_loss_fn_is_the_one_minimised(tmp_path, tiny_dataset):
+    import torch.nn.functional as F
+
+    calls = []
+
+    def loss_fn(outputs, targets):
+        calls.append(len(targets))
+        return F.cross_entropy(outputs, targets) * 0.0 + outputs.pow(2).mean()  # pull logits to 0
+
+    trainer = Trainer(_config(epochs=2, lr=0.1), tmp_path, *tiny_dataset, progress=False, log=None,
+                      loss_fn=loss_fn)
+    history = trainer.fit()
+    assert sum(calls) == 2 * len(tiny_dataset[0])
+    assert history[-1]["train_loss"] < history[0]["train_loss"]

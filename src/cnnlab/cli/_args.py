@@ -5,21 +5,81 @@ from __future__ import annotations
 import argparse
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _number(kind: type, low: float, low_open: bool, expected: str):
+    """An argparse type: ``kind(text)``, at least ``low`` (greater, with ``low_open``)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not (value > low if low_open else value >= low):
+            raise argparse.ArgumentTypeError(f"must be {'positive' if low_open else f'at least {low}'}"
+                                             f", got {value}")
+        return value
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+positive_int = _number(int, 1, False, "a whole number")
+positive_float = _number(float, 0, True, "a positive number")
+non_negative_float = _number(float, 0, False, "a number")
+
+
+# ---- flags generated from the run config's dataclasses ------------------------------------
+
+_EXPECTED = {int: "a whole number", float: "a number", str: "a word"}
+
+
+def _flag_type(key: str, kind):
+    """An argparse type: the config's own parser and range check for ``key``."""
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.config import check_value, coerce, type_name
+
+    def convert(text: str):
+        try:
+            value = coerce(key, text, kind)
+        except ConfigError:
+            expected = _EXPECTED.get(kind, f"a {type_name(kind)}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        try:
+            check_value(key, value)
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix(f"{key} ")) from None
+        return value
+
+    convert.__name__ = type_name(kind)  # what argparse names in its own messages
+    return convert
+
+
+def add_config_flags(parser: argparse.ArgumentParser, flags: dict[str, str], base=None,
+                     helps: dict[str, str] | None = None,
+                     choices: dict[str, tuple] | None = None) -> None:
+    """Add one option per ``{"--epochs": "train.epochs"}``: its type, choices, help text and the
+    default shown in it all come from the config field (its type, :data:`CHOICES`, its comment,
+    its value in ``base``, default ``RunConfig()``). ``helps`` replaces a field's comment,
+    ``choices`` adds the allowed values of keys the config does not list (``data.name``).
+    Options default to None, "not given": read them back with :func:`config_flag_values`."""
+    from cnnlab.train.config import CHOICES, RunConfig, field_comments, field_type
+
+    base = base or RunConfig()
+    choices = {**CHOICES, **(choices or {})}
+    for flag, key in flags.items():
+        section, name = key.split(".")
+        kind = field_type(key)
+        default = getattr(getattr(base, section), name)
+        text = (helps or {}).get(key) or field_comments(section)[name]
+        shown = "none" if default is None else default
+        help_text = f"{text} (default: {shown})".replace("%", "%%")
+        dest = key.replace(".", "__")
+        if kind is bool or kind == (bool | None):
+            parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=dest, type=_flag_type(key, kind), default=None,
+                                choices=choices.get(key), help=help_text,
+                                metavar=None if key in choices else name.upper())
+
+
+def config_flag_values(args: argparse.Namespace, flags: dict[str, str]) -> dict:
+    """``{"train.epochs": 5, ...}``: the options of :func:`add_config_flags` that were given."""
+    values = {key: getattr(args, key.replace(".", "__")) for key in flags.values()}
+    return {key: value for key, value in values.items() if value is not None}

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli._args import positive_int
+
 EXAMPLE = """examples:
   cnnlab ensemble runs/lenet-s0 runs/lenet-s1 runs/lenet-s2
   cnnlab ensemble runs/lenet runs/resnet20 --tta 10crop --combine logit"""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from cnnlab.evaluate.ensemble import COMBINE_MODES
+    from cnnlab.evaluate.tta import TTA_MODES
+
     parser = subparsers.add_parser(
         "ensemble", help="evaluate an ensemble of run directories",
         description="Average the predictions of several runs (different seeds or architectures) "
         "on their common test split; report each member, the ensemble and the gain.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories (two or more)")
-    parser.add_argument("--combine", choices=("prob", "logit"), default="prob",
-                        help="average probabilities (default) or logits")
-    parser.add_argument("--tta", default="none", choices=("none", "flip", "center", "5crop", "10crop"),
-                        help="test-time augmentation applied to every member (none)")
-    parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass (500)")
+    parser.add_argument("--combine", choices=COMBINE_MODES, default="prob",
+                        help="average probabilities (prob) or logits (default: %(default)s)")
+    parser.add_argument("--tta", default="none", choices=TTA_MODES,
+                        help="test-time views applied to every member (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=500,
+                        help="images per forward pass (default: %(default)s)")
     parser.add_argument("--data-dir", default=None, help="where to find the data set's files")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     return parser
 
 

@@ -1,51 +1,62 @@
-"""``cnnlab evaluate``: top-1/top-5, per-class accuracy, confusion matrix, ECE — with optional TTA."""
+"""``cnnlab evaluate``: top-1/top-5, per-class accuracy, confusion matrix, ECE — as training did."""
 
 from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli._args import positive_int
+
 EXAMPLE = """examples:
-  cnnlab evaluate runs/lenet
-  cnnlab evaluate runs/lenet --tta 10crop --plot runs/lenet/confusion.png"""
+  cnnlab evaluate runs/lenet                       # the run's own settings: its last test accuracy
+  cnnlab evaluate runs/lenet --tta 10crop --plot runs/lenet/confusion.png
+
+By default a run is evaluated with its own settings — the device, precision and memory format it
+trained with, train.eval_batch_size, and flip views when train.tta_flip is on — so the accuracy is
+the last one in its metrics.csv. Each option given replaces one of them; the output says which."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from cnnlab.evaluate.tta import TTA_MODES
+    from cnnlab.train.config import PRECISIONS
+
     parser = subparsers.add_parser(
         "evaluate", help="evaluate a run directory on the test split",
         description="Load a run directory's model and report test loss, top-1 and top-5 accuracy, "
         "per-class accuracy, the confusion matrix and the expected calibration error.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run directory written by `cnnlab train` or `cnnlab transfer`")
-    parser.add_argument("--tta", default="none", choices=("none", "flip", "center", "5crop", "10crop"),
-                        help="test-time augmentation; crops are the model's input size (none)")
+    parser.add_argument("--tta", default=None, choices=TTA_MODES,
+                        help="test-time views (cnnlab.evaluate.tta); crops are the model's input "
+                        "size (default: the run's, flip with train.tta_flip, else none)")
+    parser.add_argument("--precision", default=None, choices=PRECISIONS,
+                        help="numeric precision (default: the run's)")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="also save the confusion matrix as an image (png, pdf, svg)")
-    parser.add_argument("--batch-size", type=int, default=500, help="images per forward pass (500)")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help="images per forward pass (default: the run's train.eval_batch_size)")
     parser.add_argument("--data-dir", default=None, help="where to find the data set's files")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--device", default=None,
+                        help="auto, cpu or cuda (default: the run's train.device)")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.device import resolve_precision
-    from cnnlab.evaluate import evaluate_model, summary_lines
-    from cnnlab.train import load_run_model
-    from cnnlab.transfer import run_test_spec
+    from cnnlab.evaluate import summary_lines
+    from cnnlab.runs import evaluate_run
 
-    config, model = load_run_model(args.run, map_location=args.device)
-    spec = run_test_spec(args.run, config, args.data_dir)
-    test_set = spec.load("test", config.data.download)
-    precision = resolve_precision(args.device, "fp32")
-    crop = config.model.input_size or test_set.image_shape[-1]
-    result = evaluate_model(model, test_set, args.batch_size, precision, args.tta, crop)
-    views = "" if args.tta == "none" else f", TTA {args.tta}"
-    print(f"{config.model.name} on {spec.name} test ({len(test_set):,} images{views})")
+    found = evaluate_run(args.run, args.tta, args.precision, args.device, args.batch_size,
+                         args.data_dir)
+    result, name, tta = found.result, found.config.model.name, found.settings.tta
+    views = "" if tta == "none" else f", TTA {tta}"
+    print(f"{name} on {found.spec.name} test ({len(found.test_set):,} images{views})")
+    whose = "the run's own" if found.own_settings else "given options over the run's"
+    print(f"evaluated with: {found.settings.describe()} ({whose} settings)")
     print(result.format_confusion())
     if args.plot:
         from cnnlab.report.confusion import plot_confusion
 
         plot_confusion(result.confusion, result.classes, args.plot,
-                       title=f"{config.model.name} on {spec.name}{views}")
+                       title=f"{name} on {found.spec.name}{views}")
         print(f"confusion matrix plot: {args.plot}")
     print("\n".join(summary_lines(result)))
     return 0

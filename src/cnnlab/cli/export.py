@@ -11,18 +11,22 @@ EXAMPLE = """examples:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from cnnlab.evaluate.export import EXPORT_FORMATS
+
     parser = subparsers.add_parser(
         "export", help="export a run's model to ONNX or TorchScript",
         description="Export a run directory's model (fp32, dynamic batch for ONNX), then run the "
         "exported file on a random batch and print its largest difference from PyTorch.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="run directory written by `cnnlab train` or `cnnlab transfer`")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
-                        help="onnx (default; needs onnx, onnxscript, onnxruntime) or torchscript")
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx",
+                        help="onnx (needs onnx, onnxscript, onnxruntime) or torchscript "
+                        "(default: %(default)s)")
     parser.add_argument("--out", default=None,
                         help="file to write (default RUN/model.onnx or RUN/model.pt)")
     parser.add_argument("--tolerance", type=float, default=1e-4,
-                        help="largest accepted max abs difference of the logits (1e-4)")
+                        help="largest accepted max abs difference of the logits "
+                        "(default: %(default)s)")
     return parser
 
 

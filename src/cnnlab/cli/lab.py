@@ -32,11 +32,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_true", help="seconds: tiny subsets (smoke test)")
     scale.add_argument("--full", action="store_true", help="GPU scale: whole data sets, long runs")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0): same seed, same numbers")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed: same seed, same numbers (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting, e.g. --set epochs=2 (lists: --set depths=20,56)")
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing result in --out")
     return parser
 

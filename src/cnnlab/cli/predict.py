@@ -30,7 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, GIF, WEBP)")
     parser.add_argument("--weights", default=None, metavar="TAG",
                         help="pretrained weights of the model named first, e.g. imagenet")
-    parser.add_argument("--top-k", type=positive_int, default=5, help="classes to show (5)")
+    parser.add_argument("--top-k", type=positive_int, default=5,
+                        help="classes to show (default: %(default)s)")
     parser.add_argument("--data-dir", default=None, help="where to find the data set's files "
                         "(for a run's class names and normalisation)")
     return parser

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, metavar="FILE", help="HTML file (DIR/report.html)")
     parser.add_argument("--data-dir", default=None, help="where to find the data set's files")
     parser.add_argument("--mistakes", type=positive_int, default=24,
-                        help="misclassified test images to show (24)")
+                        help="misclassified test images to show (default: %(default)s)")
     return parser
 
 

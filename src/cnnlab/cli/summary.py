@@ -17,6 +17,8 @@ EXAMPLE = """examples:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from cnnlab.analysis.memory import OPTIMIZER_STATES
+
     parser = subparsers.add_parser(
         "summary", help="shapes, parameters, multiply-adds, memory, receptive fields per layer",
         description="Trace one forward pass (on the meta device: no arithmetic, no memory) and "
@@ -28,12 +30,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="input size without batch, e.g. 3x224x224 (the model's default)")
     parser.add_argument("--depth", type=positive_int, default=None,
                         help="show module calls down to this nesting depth (all)")
-    parser.add_argument("--format", default="table", choices=("table", "json", "csv"))
-    parser.add_argument("--batch-size", type=positive_int, default=1, help="traced batch (1)")
+    parser.add_argument("--format", default="table", choices=("table", "json", "csv"),
+                        help="table, or every row as json or csv (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=1,
+                        help="traced batch (default: %(default)s)")
     parser.add_argument("--train", action="store_true",
                         help="trace in training mode (dropout, batch statistics, aux heads)")
-    parser.add_argument("--optimizer", default="sgd_momentum",
-                        help="optimizer state in the memory estimate: sgd, sgd_momentum, adam, adamw")
+    parser.add_argument("--optimizer", default="sgd_momentum", choices=list(OPTIMIZER_STATES),
+                        help="optimizer state in the memory estimate (default: %(default)s)")
     parser.add_argument("--device", default=None,
                         help="run the forward for real on this device (default: meta, no compute)")
     parser.add_argument("--plot", default=None, metavar="FILE",

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import os
 import shutil
 from pathlib import Path
 
-from cnnlab.cli._args import positive_float, positive_int
+from cnnlab.cli._args import add_config_flags, config_flag_values, positive_int
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -23,25 +21,31 @@ EXAMPLE = """examples:
 precedence: defaults < --recipe < --config file < flags < --set"""
 
 
+# Flags for the most used config keys; every other key is a --set (their help: _config_keys()).
+FLAGS = {"--data": "data.name", "--data-dir": "data.data_dir",
+         "--labels-per-class": "data.labels_per_class", "--epochs": "train.epochs",
+         "--batch-size": "train.batch_size", "--optimizer": "train.optimizer", "--lr": "train.lr",
+         "--schedule": "train.schedule", "--seed": "train.seed", "--device": "train.device",
+         "--precision": "train.precision", "--channels-last": "train.channels_last",
+         "--compile": "train.compile", "--deterministic": "train.deterministic",
+         "--checkpoint-every": "train.checkpoint_every"}
+
+
 def _config_keys() -> str:
     """Every config key with its default and its one-line comment, read from the dataclasses."""
-    from cnnlab.train.config import RunConfig
+    from cnnlab.train.config import RunConfig, field_comments, flatten
 
     lines = ["config keys (--set section.key=value, or a --config YAML/JSON file):"]
-    for section in dataclasses.fields(RunConfig):
-        cls = section.default_factory
-        comments = {}
-        for line in inspect.getsource(cls).splitlines():
-            name, _, rest = line.strip().partition(":")
-            if "#" in rest and name.isidentifier():
-                comments[name] = rest.split("#", 1)[1].strip()
-        for f in dataclasses.fields(cls):
-            default = getattr(cls(), f.name)
-            lines.append(f"  {section.name}.{f.name}={default!r}  {comments.get(f.name, '')}".rstrip())
+    for key, default in flatten(RunConfig()).items():
+        section, name = key.split(".")
+        lines.append(f"  {key}={default!r}  {field_comments(section).get(name, '')}".rstrip())
     return "\n".join(lines)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from cnnlab.data.datasets import DATASET_NAMES
+    from cnnlab.train.recipes import RECIPES
+
     parser = subparsers.add_parser(
         "train", help="train a model and write a run directory",
         description="Train a model on a data set; writes config.json, metrics.csv, curves.png, "
@@ -49,34 +53,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EXAMPLE + "\n\n" + _config_keys(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", default=None,
                         help="model name (see `cnnlab models`); optional with --recipe or --resume")
-    parser.add_argument("--recipe", default=None, help="named recipe: fmnist-fast, fmnist-best")
+    parser.add_argument("--recipe", default=None, choices=list(RECIPES),
+                        help="a named recipe: " + "; ".join(
+                            f"{r.name}: {r.goal}" for r in RECIPES.values()).replace("%", "%%"))
     parser.add_argument("--show", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--config", default=None, help="YAML or JSON file with config sections")
     parser.add_argument("--resume", default=None, metavar="DIR",
                         help="continue the run in DIR with its saved config")
-    parser.add_argument("--data", default=None,
-                        help="data set: fashion-mnist (default), mnist, digits, imagefolder")
-    parser.add_argument("--data-dir", default=None, help="folder with the IDX files (else CNNLAB_DATA, "
-                        "~/.cache/cnnlab, /usr/share/datasets); imagefolder: its root")
-    parser.add_argument("--labels-per-class", type=positive_int, default=None, metavar="K",
-                        help="train on K images of each class (a seeded, class-balanced subset)")
-    parser.add_argument("--epochs", type=positive_int, default=None, help="passes over the data (8)")
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="global batch size (128)")
-    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default=None, help="optimizer (sgd)")
-    parser.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (0.05)")
-    parser.add_argument("--schedule", choices=("cosine", "onecycle", "step", "constant"), default=None,
-                        help="learning-rate schedule (cosine)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (0)")
-    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
-                        help="numeric precision; auto measures and picks the fastest correct one")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="channels_last memory format (default: chosen with the precision)")
-    parser.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    parser.add_argument("--deterministic", action="store_true", default=None,
-                        help="bitwise repeatable: deterministic kernels, fp32")
-    parser.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
-                        help="also checkpoint every STEPS optimizer steps")
+    add_config_flags(parser, FLAGS, choices={"data.name": DATASET_NAMES})
     parser.add_argument("--nproc", type=positive_int, default=1,
                         help="data-parallel processes on this machine, through torchrun (1)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -103,14 +87,7 @@ def _resolve(args: argparse.Namespace):
             config.model.name = args.model
         elif not (args.recipe or args.config):
             raise ConfigError("name a MODEL (see `cnnlab models`), or give --recipe, --config or --resume")
-    flags = {"data.name": args.data, "data.data_dir": args.data_dir,
-             "data.labels_per_class": args.labels_per_class, "train.epochs": args.epochs,
-             "train.batch_size": args.batch_size, "train.optimizer": args.optimizer,
-             "train.lr": args.lr, "train.schedule": args.schedule, "train.seed": args.seed,
-             "train.device": args.device, "train.precision": args.precision,
-             "train.channels_last": args.channels_last, "train.compile": args.compile,
-             "train.deterministic": args.deterministic, "train.checkpoint_every": args.checkpoint_every}
-    apply_overrides(config, [f"{k}={v}" for k, v in flags.items() if v is not None])
+    apply_overrides(config, config_flag_values(args, FLAGS))  # typed values, no strings
     apply_overrides(config, args.overrides)
     model_info(config.model.name)  # unknown names fail here, with close matches
     return config.validate()

@@ -6,7 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from cnnlab.cli._args import positive_float, positive_int
+from cnnlab.cli._args import add_config_flags, config_flag_values, non_negative_float, positive_int
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -19,7 +19,24 @@ EXAMPLE = """examples:
   cnnlab transfer --from resnet18.pth --model resnet18 --input-size 28 --data mnist --out runs/r18"""
 
 
+# Flags for config keys (type, help and default from the config); every other key is a --set.
+FLAGS = {"--labels-per-class": "data.labels_per_class", "--epochs": "train.epochs",
+         "--batch-size": "train.batch_size", "--optimizer": "train.optimizer", "--lr": "train.lr",
+         "--seed": "train.seed", "--device": "train.device"}
+
+
+def transfer_defaults():
+    """The run config a transfer starts from: the defaults, with fewer epochs (5)."""
+    from cnnlab.train import RunConfig, apply_overrides
+
+    return apply_overrides(RunConfig(), {"train.epochs": 5})
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from cnnlab.data.datasets import DATASET_NAMES
+    from cnnlab.evaluate.tta import TTA_MODES
+    from cnnlab.transfer.freeze import FREEZE_POLICIES
+
     parser = subparsers.add_parser(
         "transfer", help="transfer a trained network to new classes",
         description="Replace the classifier of a trained network for a new task, freeze part of "
@@ -33,35 +50,32 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "models --pretrained`): images get their size and normalisation")
     parser.add_argument("--resume", default=None, metavar="DIR",
                         help="continue the transfer run in DIR from its last checkpoint")
-    parser.add_argument("--labels-per-class", type=positive_int, default=None, metavar="K",
-                        help="train on K images of each target class (seeded, class-balanced)")
     parser.add_argument("--model", default=None, help="architecture of a bare weights file")
     parser.add_argument("--input-size", type=positive_int, default=None,
                         help="input size the weights file's model was built for")
-    parser.add_argument("--data", default="digits", help="target data set: digits (default), "
-                        "fashion-mnist, mnist; images are resized to the model's input size")
+    parser.add_argument("--data", default="digits", choices=DATASET_NAMES,
+                        help="target data set; images are resized to the model's input size "
+                        "(default: %(default)s)")
     parser.add_argument("--data-dir", default=None, help="folder with the target's IDX files")
     parser.add_argument("--classes", default=None,
                         help="keep only these labels, renumbered 0..k-1: e.g. 5-9 or 0,2,4")
     parser.add_argument("--freeze", default="features",
-                        help="none, features (all but the head; default) or a stage, e.g. stage2")
+                        help=f"{', '.join(FREEZE_POLICIES)} (all but the head) or a stage name, "
+                        f"e.g. stage2 (default: %(default)s)")
     parser.add_argument("--freeze-bn-stats", action="store_true",
                         help="keep every BatchNorm on its running statistics while fine-tuning "
                         "(few labels: a handful of images' batch statistics mislead)")
-    parser.add_argument("--backbone-lr-scale", type=float, default=0.1,
-                        help="backbone learning rate = lr x this (fine-tuning; default 0.1)")
+    parser.add_argument("--backbone-lr-scale", type=non_negative_float, default=0.1,
+                        help="backbone learning rate = lr x this (fine-tuning; default: %(default)s)")
     parser.add_argument("--cache-features", action="store_true",
                         help="compute the frozen backbone once, train the head on the cache")
     parser.add_argument("--cache-dir", default=None,
                         help="where cached features live (default ~/.cache/cnnlab/features)")
-    parser.add_argument("--cache-views", default="none", choices=("none", "flip", "5crop", "10crop"),
-                        help="cache these fixed augmented views of each training image")
-    parser.add_argument("--epochs", type=positive_int, default=5, help="passes over the data (5)")
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="batch size (128)")
-    parser.add_argument("--optimizer", choices=("sgd", "adamw"), default=None, help="optimizer (sgd)")
-    parser.add_argument("--lr", type=positive_float, default=None, help="head learning rate (0.05)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (0)")
-    parser.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    parser.add_argument("--cache-views", default="none", choices=TTA_MODES,
+                        help="cache these fixed views of each training image "
+                        "(cnnlab.evaluate.tta; default: %(default)s)")
+    add_config_flags(parser, FLAGS, base=transfer_defaults(),
+                     helps={"train.lr": "learning rate of the new head"})
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set train.weight_decay=0")
     parser.add_argument("--out", default=None, help="run directory to write")
@@ -71,7 +85,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.train import RunConfig, apply_overrides
+    from cnnlab.train import apply_overrides
     from cnnlab.transfer import (
         TargetSpec,
         load_source,
@@ -101,11 +115,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         source, model = load_source(args.source, args.model, args.input_size)
         source_name = str(args.source)
-    config = RunConfig()
-    flags = {"train.epochs": args.epochs, "train.batch_size": args.batch_size,
-             "train.optimizer": args.optimizer, "train.lr": args.lr, "train.seed": args.seed,
-             "train.device": args.device, "data.labels_per_class": args.labels_per_class}
-    apply_overrides(config, [f"{k}={v}" for k, v in flags.items() if v is not None])
+    config = apply_overrides(transfer_defaults(), config_flag_values(args, FLAGS))
     apply_overrides(config, args.overrides)
     history = transfer(model, source, target, config, out, args.freeze, args.backbone_lr_scale,
                        args.cache_features, args.cache_dir, args.cache_views,

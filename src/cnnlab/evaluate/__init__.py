@@ -11,9 +11,16 @@ from cnnlab.evaluate.metrics import (
     summary_lines,
     top_k_accuracy,
 )
-from cnnlab.evaluate.tta import TTA_MODES, average_probabilities, predict_view_logits, tta_views
+from cnnlab.evaluate.predict import predict
+from cnnlab.evaluate.tta import (
+    TTA_MODES,
+    FlipTTA,
+    average_probabilities,
+    predict_view_logits,
+    tta_views,
+)
 
-__all__ = ["EnsembleResult", "EvalResult", "TTA_MODES", "average_probabilities", "confusion_matrix",
-           "ensemble_evaluate", "evaluate_model", "expected_calibration_error", "predict_logits",
-           "predict_view_logits", "reliability_bins", "result_from_probabilities", "summary_lines",
-           "top_k_accuracy", "tta_views"]
+__all__ = ["EnsembleResult", "EvalResult", "FlipTTA", "TTA_MODES", "average_probabilities",
+           "confusion_matrix", "ensemble_evaluate", "evaluate_model", "expected_calibration_error",
+           "predict", "predict_logits", "predict_view_logits", "reliability_bins",
+           "result_from_probabilities", "summary_lines", "top_k_accuracy", "tta_views"]

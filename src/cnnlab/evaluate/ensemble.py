@@ -1,8 +1,9 @@
 """Ensembles: several trained networks vote by averaging their predictions.
 
-The notes (seed 004) and AlexNet's "averaging the predictions of five similar CNNs" (Krizhevsky
-et al., 2012, section 6): members trained from different seeds or with different architectures
-make partly independent errors, so their average is more accurate than any one of them.
+The course's tips for benchmarks (deeplearning.ai CNN course, week 2: "ensembling multiple
+models") and AlexNet's "averaging the predictions of five similar CNNs" (Krizhevsky et al., 2012,
+section 6): members trained from different seeds or with different architectures make partly
+independent errors, so their average is more accurate than any one of them.
 
 Two ways of combining M members (each possibly with V test-time views):
 
@@ -23,7 +24,7 @@ from cnnlab.data.datasets import InMemoryDataset
 from cnnlab.device import Precision
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.metrics import EvalResult, result_from_probabilities
-from cnnlab.evaluate.tta import predict_view_logits
+from cnnlab.evaluate.predict import predict
 
 COMBINE_MODES = ("prob", "logit")
 
@@ -100,7 +101,7 @@ def ensemble_evaluate(models: Sequence[nn.Module], datasets: Sequence[InMemoryDa
                               f"ensemble runs trained on the same data set and classes")
     names = list(names or [f"member{i}" for i in range(len(models))])
     crop_sizes = crop_sizes or [ds.image_shape[-1] for ds in datasets]
-    member_logits = [predict_view_logits(m, ds, tta, crop, batch_size, precision)
+    member_logits = [predict(m, ds, tta, crop, batch_size, precision)
                      for m, ds, crop in zip(models, datasets, crop_sizes)]  # each (V, N, C)
     classes = datasets[0].classes
     members = [result_from_probabilities(combine_predictions([z], combine), labels, classes)

@@ -3,7 +3,7 @@ matrix and the expected calibration error (:mod:`cnnlab.evaluate.calibration`).
 
 ``evaluate_model(..., tta="10crop", crop_size=28)`` evaluates with test-time augmentation
 (:mod:`cnnlab.evaluate.tta`): the loss and every metric are then computed from the probabilities
-averaged over the views.
+averaged over the views. Predictions come from :func:`cnnlab.evaluate.predict.predict`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.datasets import InMemoryDataset
-from cnnlab.data.loader import InMemoryLoader
-from cnnlab.device import Precision, resolve_precision
+from cnnlab.device import Precision
 from cnnlab.evaluate.calibration import expected_calibration_error
+from cnnlab.evaluate.predict import predict
+from cnnlab.evaluate.tta import average_probabilities
 
 
 @dataclass
@@ -80,22 +81,10 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
     return torch.bincount(index, minlength=num_classes**2).view(num_classes, num_classes)
 
 
-@torch.no_grad()
 def predict_logits(model: nn.Module, dataset: InMemoryDataset, batch_size: int = 1000,
                    precision: Precision | None = None) -> torch.Tensor:
-    """Logits (N, num_classes) in float32 for every example, in order, with the model in eval mode."""
-    precision = precision or resolve_precision("cpu", "fp32")
-    was_training = model.training
-    model.eval()
-    outputs = []
-    try:
-        for images, _ in InMemoryLoader(dataset, batch_size, device=precision.device, prefetch=0):
-            images = precision.format(images)
-            with precision.autocast():
-                outputs.append(model(images).float())
-    finally:
-        model.train(was_training)
-    return torch.cat(outputs).cpu()
+    """Logits (N, num_classes) in float32 for every example, in order (:func:`predict`, one view)."""
+    return predict(model, dataset, "none", None, batch_size, precision)[0]
 
 
 def evaluate_model(model: nn.Module, dataset: InMemoryDataset, batch_size: int = 1000,
@@ -103,16 +92,15 @@ def evaluate_model(model: nn.Module, dataset: InMemoryDataset, batch_size: int =
                    crop_size: int | None = None) -> EvalResult:
     """Loss, top-1/top-5 accuracy, confusion matrix and ECE of ``model`` on ``dataset``.
 
-    With ``tta`` other than ``"none"``, each image's views (``crop_size``: default the images'
-    size) go through the model and the softmax probabilities are averaged over the views.
+    The predictions are :func:`predict`'s; with ``tta`` other than ``"none"`` each image's views
+    (``crop_size``: default the images' size) are combined by averaging their softmax
+    probabilities (:func:`~cnnlab.evaluate.tta.average_probabilities`) and the loss is the mean of
+    -log p(true class); with one view it is the exact cross-entropy of the logits.
     """
-    if tta == "none":
-        logits = predict_logits(model, dataset, batch_size, precision)
-        result = result_from_probabilities(logits.softmax(1), dataset.labels, dataset.classes)
-        result.loss = F.cross_entropy(logits, dataset.labels).item()  # exact, no clamping
-        return result
-    from cnnlab.evaluate.tta import average_probabilities, predict_view_logits
-
-    crop = crop_size or dataset.image_shape[-1]
-    logits = predict_view_logits(model, dataset, tta, crop, batch_size, precision)
-    return result_from_probabilities(average_probabilities(logits), dataset.labels, dataset.classes)
+    logits = predict(model, dataset, tta, crop_size, batch_size, precision)  # (V, N, C)
+    if len(logits) > 1:
+        return result_from_probabilities(average_probabilities(logits), dataset.labels,
+                                         dataset.classes)
+    result = result_from_probabilities(logits[0].softmax(1), dataset.labels, dataset.classes)
+    result.loss = F.cross_entropy(logits[0], dataset.labels).item()  # exact, no clamping
+    return result

@@ -1,6 +1,13 @@
-"""Predicting the classes of image files with a trained model.
+"""Predictions: :func:`predict`, the one path from a model and a data set to logits, and image files.
 
-An image is decoded with ``torchvision.io.decode_image`` (PNG, JPEG, GIF, WEBP), converted to the
+:func:`predict` is what training's evaluation, ``cnnlab evaluate``, the report, ensembles and the
+lab all call: batches of ``batch_size`` inputs (``batch_size // V`` examples when each has V
+test-time views, so one forward pass takes all views of a batch), the model in eval mode on the
+precision's device, dtype and memory format, float32 logits back on the CPU. Images (uint8) are
+cut into views (:func:`cnnlab.evaluate.tta.tta_views`) and normalised with the data set's mean and
+std; float inputs (cached features, :class:`cnnlab.transfer.FeatureDataset`) go in as they are.
+
+An image file is decoded with ``torchvision.io.decode_image`` (PNG, JPEG, GIF, WEBP), converted to the
 model's channels by the decoder (``ImageReadMode.GRAY``: ITU-R 601 luma; ``RGB``: grey repeated,
 alpha dropped), then resized so its shorter side equals ``resize`` (antialiased; bilinear unless
 the weights ask for bicubic) and centre-cropped to ``size`` x ``size``. For a run, ``resize`` is
@@ -20,8 +27,53 @@ from torch import nn
 from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 
+from cnnlab.data.datasets import InMemoryDataset
 from cnnlab.data.loader import normalize
-from cnnlab.errors import DataError
+from cnnlab.device import Precision, resolve_precision
+from cnnlab.errors import ConfigError, DataError
+from cnnlab.evaluate.tta import NUM_VIEWS, TTA_MODES, tta_views
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset, tta: str = "none", crop_size: int | None = None,
+            batch_size: int = 500, precision: Precision | None = None) -> torch.Tensor:
+    """Logits (V, N, classes), float32 on the CPU, of every view of every example, in order.
+
+    Args:
+        model: any module mapping a batch to logits; run in eval mode, its mode restored after.
+        dataset: an :class:`InMemoryDataset` (uint8 images) or anything with ``take(index)``,
+            ``len``, ``mean`` and ``std`` (cached features: float, no views but ``none``).
+        tta: test-time views (:mod:`cnnlab.evaluate.tta`; ``none``: V = 1).
+        crop_size: side of the crops (default: the images' size).
+        batch_size: inputs per forward pass, views included.
+        precision: device, autocast dtype and memory format (default: CPU fp32).
+    """
+    if tta not in TTA_MODES:
+        raise ConfigError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
+    precision = precision or resolve_precision("cpu", "fp32")
+    views = NUM_VIEWS[tta]
+    step = max(1, batch_size // views)  # keep V * step near batch_size
+    crop = crop_size or dataset.image_shape[-1]
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for start in range(0, len(dataset), step):
+            raw = dataset.take(torch.arange(start, min(start + step, len(dataset))))
+            raw = raw.to(precision.device)  # (B, C, H, W) uint8, or (B, ...) float features
+            if raw.dtype == torch.uint8:
+                batch = tta_views(raw, tta, crop)  # (V, B, C, h, w)
+                x = normalize(batch.reshape(-1, *batch.shape[2:]), dataset.mean, dataset.std)
+            elif tta != "none":
+                raise ConfigError(f"--tta {tta} needs images; cached features have no views")
+            else:
+                x = raw
+            with precision.autocast():
+                logits = model(precision.format(x)).float()  # (V*B, classes): one pass
+            outputs.append(logits.view(views, len(raw), -1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs, dim=1)
 
 
 def load_image(path: str | Path, in_chans: int, size: int, resize: int | None = None,
@@ -48,11 +100,13 @@ def load_image(path: str | Path, in_chans: int, size: int, resize: int | None = 
     return TF.center_crop(image, [size, size]).contiguous()  # (C, size, size) uint8
 
 
-@torch.no_grad()
 def predict_top_k(model: nn.Module, images: torch.Tensor, mean: tuple[float, ...],
-                  std: tuple[float, ...], k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` (probabilities, class indices), each (N, k), for uint8 images (N, C, H, W)."""
-    model.eval()
-    probs = model(normalize(images, mean, std)).float().softmax(1)
+                  std: tuple[float, ...], k: int = 5, precision: Precision | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` (probabilities, class indices), each (N, k), for uint8 images (N, C, H, W),
+    through :func:`predict`."""
+    batch = InMemoryDataset(images, torch.zeros(len(images), dtype=torch.long), ("",), "images",
+                            tuple(mean), tuple(std))
+    probs = predict(model, batch, precision=precision)[0].softmax(1)
     top = probs.topk(min(k, probs.shape[1]), dim=1)
     return top.values, top.indices

@@ -2,8 +2,13 @@
 
 AlexNet (Krizhevsky et al., 2012, section 4.1) predicted with ten 224x224 patches — the four
 corners and the centre of the 256x256 image, and their horizontal reflections — averaging the
-softmax outputs. :func:`tta_views` builds those views; :func:`tta_probabilities` runs all views of
-a batch through the model as one batch of ``views * N`` images and averages the probabilities.
+softmax outputs. :func:`tta_views` builds those views; :func:`cnnlab.evaluate.predict.predict`
+runs all views of a batch through the model as one batch of ``views * N`` images.
+
+**One definition, everywhere**: the prediction for an image is the mean over its views of the
+softmax probabilities, p = 1/V sum_v softmax(z_v) (:func:`average_probabilities`). Training's
+``train.tta_flip`` is mode ``flip``, so the accuracy in metrics.csv, ``cnnlab evaluate --tta flip``
+and the report agree; with one view the loss is the exact cross-entropy of the logits.
 
 Modes and views, in this order (``V`` views):
 
@@ -85,46 +90,29 @@ def tta_views(images: torch.Tensor, mode: str, crop_size: int,
     return views.contiguous()
 
 
-@torch.no_grad()
-def tta_logits(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
-    """Logits of every view in one forward pass: (V, N, C, h, w) normalised -> (V, N, classes)."""
-    v, n = views.shape[:2]
-    logits = model(views.reshape(v * n, *views.shape[2:]))  # (V*N, classes)
-    return logits.float().view(v, n, -1)
-
-
 def average_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """(V, N, classes) logits -> (N, classes): the mean over views of softmax(logits)."""
+    """(V, N, classes) logits -> (N, classes): the mean over views of softmax(logits) — the one
+    way views are combined, in training (``train.tta_flip``), ``cnnlab evaluate`` and ensembles."""
     return logits.softmax(-1).mean(0)
 
 
-@torch.no_grad()
+class FlipTTA(nn.Module):
+    """``model`` with flip TTA as one module (to export it, or to evaluate it anywhere): returns
+    log(1/2 (softmax(model(x)) + softmax(model(mirror of x)))), whose softmax is mode ``flip``'s
+    prediction (:func:`average_probabilities`) and whose argmax its class."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        views = torch.stack([self.model(x), self.model(x.flip(-1))]).float()  # (2, B, classes)
+        return average_probabilities(views).log()
+
+
 def predict_view_logits(model: nn.Module, dataset, mode: str, crop_size: int,
                         batch_size: int = 500, precision=None) -> torch.Tensor:
-    """Logits (V, N, classes) of every view of every image of an in-memory data set.
+    """Logits (V, N, classes) of every view of every image: :func:`cnnlab.evaluate.predict.predict`."""
+    from cnnlab.evaluate.predict import predict
 
-    Batches of raw uint8 images are cut into views (:func:`tta_views`), normalised with the data
-    set's mean and std, and sent through ``model`` (in eval mode) as one batch of V * batch images.
-    """
-    from cnnlab.data.loader import normalize
-    from cnnlab.device import resolve_precision
-
-    precision = precision or resolve_precision("cpu", "fp32")
-    was_training = model.training
-    model.eval()
-    views_per_image = NUM_VIEWS[mode]
-    step = max(1, batch_size // views_per_image)  # keep V * step near batch_size
-    outputs = []
-    try:
-        for start in range(0, len(dataset), step):
-            raw = dataset.images[start:start + step].to(precision.device)  # (B, C, H, W) uint8
-            views = tta_views(raw, mode, crop_size)  # (V, B, C, h, w)
-            v, b = views.shape[:2]
-            batch = normalize(views.reshape(v * b, *views.shape[2:]), dataset.mean, dataset.std)
-            batch = precision.format(batch)
-            with precision.autocast():
-                logits = model(batch).float()  # (V*B, classes): one forward pass for all views
-            outputs.append(logits.view(v, b, -1).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(outputs, dim=1)
+    return predict(model, dataset, mode, crop_size, batch_size, precision)

@@ -29,6 +29,7 @@ from torch import nn
 from cnnlab.data.datasets import InMemoryDataset, balanced_order, load_dataset
 from cnnlab.errors import ConfigError
 from cnnlab.train.checkpoint import atomic_write_text
+from cnnlab.train.config import coerce
 
 SCALES = ("quick", "default", "full")
 RESULTS_FILE = "results.json"
@@ -53,7 +54,9 @@ class Experiment:
     run: Callable[[LabContext], Outcome]
 
     def resolve(self, scale: str, overrides: dict | None = None) -> dict:
-        """The settings at ``scale`` (quick/full on top of default), then checked overrides."""
+        """The settings at ``scale`` (quick/full on top of default), then checked overrides: each
+        is converted to the type of the setting it replaces by the run config's own parser
+        (:func:`cnnlab.train.config.coerce`; lists as ``a,b,c``)."""
         if scale not in SCALES:
             raise ConfigError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
         resolved = dict(self.settings["default"])
@@ -62,28 +65,15 @@ class Experiment:
             if key not in resolved:
                 raise ConfigError(f"{self.name} has no setting {key!r}; its settings: "
                                   f"{', '.join(sorted(resolved))}")
-            resolved[key] = _coerce(key, value, resolved[key])
+            resolved[key] = coerce(key, value, setting_type(resolved[key]))
         return resolved
 
 
-def _coerce(key: str, value, current):
-    """A ``--set`` string as the type of the setting it replaces (lists as comma-separated)."""
-    if not isinstance(value, str):
-        return value
-    try:
-        if isinstance(current, bool):
-            return value.lower() in ("1", "true", "yes")
-        if isinstance(current, int):
-            return int(value)
-        if isinstance(current, float):
-            return float(value)
-        if isinstance(current, (list, tuple)):
-            kind = type(current[0]) if current else str
-            return [kind(v) for v in value.split(",") if v]
-    except ValueError:
-        kind = type(current).__name__
-        raise ConfigError(f"setting {key}={value!r} is not a valid {kind}") from None
-    return value
+def setting_type(current) -> type:
+    """The type a setting's override must have: that of its value (``list[int]`` for [8, 14])."""
+    if isinstance(current, (list, tuple)):
+        return list[type(current[0])] if current else list[str]
+    return type(current)
 
 
 def environment() -> dict:
@@ -151,33 +141,26 @@ class LabContext:
         return ds.subset(balanced_order(ds.labels, self.seed + seed_offset)[:n])
 
     def train(self, model: nn.Module, run_name: str, train_set: InMemoryDataset,
-              test_set: InMemoryDataset, epochs: int, lr: float, batch_size: int = 128,
-              optimizer: str = "sgd", weight_decay: float = 5e-4, precision: str = "auto",
+              test_set: InMemoryDataset, epochs: int, lr: float, batch_size: int = 128, *,
               groups: list[dict] | None = None, model_name: str | None = None,
-              seed_offset: int = 0, augment: dict | None = None) -> list[dict]:
+              seed_offset: int = 0, augment: dict | None = None, **train) -> list[dict]:
         """Train ``model`` with the Trainer into ``out/runs/<run_name>``; returns its history
         (epoch, train/test loss and accuracy per epoch; timings stay in the run's metrics.csv).
 
-        ``augment`` sets fields of the run's ``augment`` section (e.g. ``crop_pad=2, flip=0.5``).
+        ``train`` sets other keys of the run's ``train`` section (``optimizer="adamw"``,
+        ``weight_decay=0.05``, ``precision="fp32"``, ...), ``augment`` keys of its ``augment``
+        section (``crop_pad=2, flip=0.5``): both go through the run config's typed, validated
+        overrides. ``model_name`` is the registry name the model was built from, if any.
         """
-        from cnnlab.train import RunConfig, Trainer
+        from cnnlab.train import RunConfig, Trainer, apply_overrides
 
-        config = RunConfig()
-        config.model.name = model_name or run_name
-        config.model.num_classes = train_set.num_classes
-        config.model.in_chans = train_set.image_shape[0]
-        config.model.input_size = train_set.image_shape[-1]
-        config.data.name = train_set.name
-        config.data.data_dir = self.data_dir
-        t = config.train
-        t.epochs, t.lr, t.batch_size, t.optimizer = epochs, lr, batch_size, optimizer
-        t.weight_decay, t.seed, t.device, t.precision = weight_decay, self.seed + seed_offset, \
-            self.device, precision
-        for key, value in dict(plot=False, tensorboard=False).items():  # the lab draws its own
-            if hasattr(t, key):
-                setattr(t, key, value)
-        for key, value in (augment or {}).items():
-            setattr(config.augment, key, value)
+        settings = {"model.name": model_name or run_name, "data.name": train_set.name,
+                    "data.data_dir": self.data_dir, "train.epochs": epochs, "train.lr": lr,
+                    "train.batch_size": batch_size, "train.seed": self.seed + seed_offset,
+                    "train.device": self.device, "train.plot": False, "train.tensorboard": False}
+        settings.update({f"train.{k}": v for k, v in train.items()})
+        settings.update({f"augment.{k}": v for k, v in (augment or {}).items()})
+        config = apply_overrides(RunConfig(), settings).validate()
         start = time.perf_counter()
         trainer = Trainer(config, self.out / "runs" / run_name, train_set, test_set, progress=False,
                           log=None, model=model, groups=groups)

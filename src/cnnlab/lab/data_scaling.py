@@ -1,7 +1,8 @@
 """Data scaling: more training data, higher test accuracy — on a log axis, roughly a line.
 
-The notes (seed 003): with little data, transfer and augmentation help; with more data the same
-network generalises better. Here one network and one recipe are trained on nested, class-balanced
+The course notes ("Convolutional Neural Network Architectures": transfer learning, "effectiveness
+of more data"): with little data, transfer and augmentation help; with more data the same network
+generalises better. Here one network and one recipe are trained on nested, class-balanced
 subsets of Fashion-MNIST of growing size (each subset contains the smaller ones). Small subsets are
 repeated within an epoch so that every size gets at least ``min_epoch_images`` images per epoch —
 otherwise the smallest sets would see only a handful of optimizer steps and the curve would
@@ -12,12 +13,15 @@ from __future__ import annotations
 
 import math
 
+from cnnlab.errors import ConfigError
 from cnnlab.lab.common import Experiment, LabContext, Outcome, points, repeat_to
 from cnnlab.models import create_model
 
 
 def run(ctx: LabContext) -> Outcome:
     s = ctx.settings
+    if not s["sizes"] or min(s["sizes"]) < 1:
+        raise ConfigError(f"sizes must be positive numbers of training images, got {s['sizes']}")
     full = ctx.data("fashion-mnist", "train")
     test = ctx.data("fashion-mnist", "test", s["n_test"])
     sizes = sorted(n for n in s["sizes"] if n <= len(full))

@@ -1,7 +1,7 @@
 """Equivariance: convolution commutes with translation; pooling makes the output (nearly) invariant.
 
 For a convolution ``f`` and a translation ``T_k`` by k pixels, ``f(T_k x) = T_k f(x)`` away from
-the borders (the notes, seed 001: the same filter slides over every position). After a stage of
+the borders (the course notes: the same filter slides over every position). After a stage of
 cumulative stride ``s`` the feature map moves by ``k / s`` pixels — exactly only when ``s``
 divides ``k``. The classifier on top decides how much of the shift reaches the prediction:
 
@@ -19,9 +19,12 @@ accuracy on shifted test images and the fraction of predictions that change.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
+from cnnlab.evaluate.predict import predict
 from cnnlab.lab.common import Experiment, LabContext, Outcome, points
 
 HEADS = ("flatten", "maxpool", "gap")
@@ -91,16 +94,13 @@ def layer_shifts(model: ShiftNet, images: torch.Tensor, shifts: list[int],
     return out
 
 
-@torch.no_grad()
 def prediction_changes(model: nn.Module, test_set, shifts: list[int]) -> list[dict]:
-    """Accuracy, fraction of changed predictions and mean probability change per shift."""
-    from cnnlab.data.loader import normalize
-
-    model.eval()
+    """Accuracy, fraction of changed predictions and mean probability change per shift
+    (predictions: :func:`cnnlab.evaluate.predict.predict` on the shifted test images)."""
     rows, base_pred, base_prob = [], None, None
     for k in shifts:
-        x = normalize(shift(test_set.images, k), test_set.mean, test_set.std)
-        prob = model(x).softmax(1)
+        shifted = dataclasses.replace(test_set, images=shift(test_set.images, k))
+        prob = predict(model, shifted)[0].softmax(1)
         pred = prob.argmax(1)
         if base_pred is None:
             base_pred, base_prob = pred, prob

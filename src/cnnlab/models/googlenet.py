@@ -186,6 +186,12 @@ class GoogLeNet(ConvNet):
             return GoogLeNetOutputs(logits, aux2, aux1)
         return logits
 
+    def loss(self, outputs: torch.Tensor | GoogLeNetOutputs, targets: torch.Tensor,
+             label_smoothing: float = 0.0) -> torch.Tensor:
+        """The training loss, side branches included (:func:`googlenet_loss`); the Trainer uses
+        it for this model."""
+        return googlenet_loss(outputs, targets, label_smoothing=label_smoothing)
+
     def reset_classifier(self, num_classes: int) -> None:
         """New main classifier and, when present, new last layers of both side branches."""
         super().reset_classifier(num_classes)
@@ -220,19 +226,23 @@ def _tap_size(size: int, small: bool) -> int:
     return size
 
 
+# "the losses of the auxiliary classifiers were weighted by 0.3" (Szegedy et al. 2015, Sec. 5)
+AUX_LOSS_WEIGHT = 0.3
+
+
 def googlenet_loss(outputs: torch.Tensor | GoogLeNetOutputs, target: torch.Tensor,
-                   aux_weight: float = 0.3) -> torch.Tensor:
+                   aux_weight: float = AUX_LOSS_WEIGHT, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of the main logits plus ``aux_weight`` times that of each side branch.
 
-    L = CE(logits) + 0.3 * (CE(aux_logits1) + CE(aux_logits2)) (Szegedy et al., Sec. 5); a plain
-    tensor (eval mode, or no aux heads) gives CE(logits).
+    L = CE(logits) + 0.3 * (CE(aux_logits2) + CE(aux_logits1)) (Szegedy et al., Sec. 5), in
+    float32; a plain tensor (eval mode, or no aux heads) gives CE(logits). ``target``: labels or
+    mixed one-hot rows (mixup, cutmix).
     """
-    if isinstance(outputs, torch.Tensor):
-        return F.cross_entropy(outputs, target)
-    loss = F.cross_entropy(outputs.logits, target)
-    for aux in (outputs.aux_logits1, outputs.aux_logits2):
-        if aux is not None:
-            loss = loss + aux_weight * F.cross_entropy(aux, target)
+    logits, *aux = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
+    loss = F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
+    for side in (a for a in aux if a is not None):
+        loss = loss + aux_weight * F.cross_entropy(side.float(), target,
+                                                   label_smoothing=label_smoothing)
     return loss
 
 
@@ -246,7 +256,7 @@ _SMALL = (f"input_size < {SMALL_INPUT}: conv1 uses stride 1 (small-input stem); 
     name="googlenet", family="googlenet", paper=_PAPER, year=2015, input_size=(3, 224, 224),
     num_classes=1000, params=13_378_280,  # with the two aux heads (the default); see extra
     macs=1_582_671_872,  # exact multiply-adds at 224 without aux heads (no bias), counted by us
-    url=_URL, first_conv="conv1.conv", classifier="fc",
+    url=_URL, first_conv="conv1.conv",
     deviations=("max-pools round up (ceil_mode) as in the Caffe reference model",
                 "LRN placed and parametrised as in the Caffe reference model (Table 1 omits it)",
                 "adaptive final average pool (7x7 at 224)",
@@ -263,7 +273,7 @@ def googlenet(**kwargs) -> GoogLeNet:
     name="googlenet_tv", family="googlenet", paper=_PAPER, year=2015, input_size=(3, 224, 224),
     num_classes=1000, params=13_004_888,  # with aux heads, as torchvision's googlenet()
     macs=1_498_000_000,  # torchvision GoogLeNet_Weights _ops = 1.498 GFLOPS (MACs, no aux)
-    url=_URL, first_conv="conv1.conv", classifier="fc",
+    url=_URL, first_conv="conv1.conv",
     deviations=("torchvision's variant: BatchNorm after every convolution",
                 "3x3 instead of 5x5 in the '5x5' branch (torchvision issue #906)",
                 "no LRN; 2x2/2 max-pool before 5a; adaptive 4x4 aux pool; main dropout 0.2"),

@@ -200,27 +200,25 @@ def image_png(image: torch.Tensor, scale: int = 3) -> bytes:
 def run_report(run_dir: Path, data_dir: str | None = None, max_mistakes: int = 24) -> str:
     """The report of a training (or transfer) run: config, curves, evaluation, model summary."""
     from cnnlab.analysis import summary
-    from cnnlab.device import resolve_precision
-    from cnnlab.evaluate import evaluate_model
     from cnnlab.report.confusion import plot_confusion
-    from cnnlab.train import load_run_model, read_metrics
-    from cnnlab.train.callbacks import draw_curves
-    from cnnlab.transfer import run_test_spec
+    from cnnlab.runs import evaluate_run
+    from cnnlab.train import read_metrics
+    from cnnlab.train.runlog import draw_curves
 
-    config, model = load_run_model(run_dir)
+    found = evaluate_run(run_dir, data_dir=data_dir)  # the run's own evaluation settings
+    config, model, test_set, result = found.config, found.model, found.test_set, found.result
     history = read_metrics(run_dir / "metrics.csv")
     sections = [section("Training curves", figure(fig_png(draw_curves(history)), "training curves",
                         "Cross-entropy and accuracy after each epoch (train: running mean over "
                         "the epoch; test: the whole test split)."))]
-    test_set = run_test_spec(run_dir, config, data_dir).load("test", config.data.download)
-    result = evaluate_model(model, test_set, 500, resolve_precision("cpu", "fp32"))
     confusion = run_dir / ".report_confusion.png"
     plot_confusion(result.confusion, test_set.classes, confusion,
                    f"confusion matrix · top-1 {result.accuracy:.2%}")
     per_class = [[i, name, int(result.confusion[i].sum()), round(100 * acc, 2)]
                  for i, (name, acc) in enumerate(zip(test_set.classes,
                                                      result.per_class_accuracy.tolist()))]
-    metrics = [["test images", len(test_set)], ["top-1 accuracy %", round(100 * result.accuracy, 2)],
+    metrics = [["test images", len(test_set)], ["evaluated with", found.settings.describe()],
+               ["top-1 accuracy %", round(100 * result.accuracy, 2)],
                ["test loss", round(result.loss, 4)]]
     if result.top5 is not None:
         metrics.append(["top-5 accuracy %", round(100 * result.top5, 2)])

@@ -1,7 +1,8 @@
 """Run directories and checkpoints, always written atomically (temp file, then rename).
 
-A run directory holds ``config.json``, ``metrics.csv`` (one row per epoch), ``model.safetensors``
-(weights) and ``state.pt`` (optimizer/scheduler/progress, loaded with ``weights_only=True``).
+A run directory holds ``config.json`` (the resolved config), ``metrics.csv`` (one row per epoch),
+``model.safetensors`` (weights) and ``state.pt`` (:meth:`~cnnlab.train.Trainer.state_dict`:
+optimizer, schedule, progress; loaded with ``weights_only=True``).
 A process killed at any moment leaves either the previous or the next complete file, never half.
 """
 
@@ -74,6 +75,23 @@ def load_state(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def save_checkpoint(out: str | Path, state: dict, weights: nn.Module) -> None:
+    """A resumable checkpoint: ``weights``' state dict as ``model.safetensors``, then ``state``
+    (:meth:`cnnlab.train.Trainer.state_dict`) as ``state.pt``, each atomically."""
+    out = Path(out)
+    save_weights(weights, out / "model.safetensors")
+    save_state(state, out / "state.pt")
+
+
+def load_checkpoint(out: str | Path) -> dict:
+    """The ``state.pt`` of run directory ``out`` (tensors, dicts, lists, numbers and strings only)."""
+    path = Path(out) / "state.pt"
+    if not path.is_file():
+        raise ConfigError(f"nothing to resume in {out}: no state.pt (the run has not written a "
+                          f"checkpoint yet); start it again without --resume")
+    return load_state(path)
+
+
 def write_metrics(path: str | Path, rows: list[dict]) -> Path:
     """Rewrite ``metrics.csv`` with all rows so far (atomic; one row per epoch)."""
     out = io.StringIO()
@@ -107,6 +125,11 @@ def load_run_model(run_dir: str | Path, map_location: str = "cpu") -> tuple[RunC
 
     config = load_run_config(run_dir)
     weights = Path(run_dir) / "model.safetensors"
+    if not config.model.registry:
+        raise ConfigError(f"{str(run_dir)!r} holds the weights of {config.model.name}, a model "
+                          f"that was passed to the Trainer in Python, not a registry model: build "
+                          f"it in Python, then cnnlab.train.checkpoint.load_weights(model, "
+                          f"{str(weights)!r})")
     if not weights.is_file():
         raise ConfigError(f"{str(run_dir)!r} has no model.safetensors yet: the run has not "
                           f"finished an epoch (resume it with `cnnlab train --resume {run_dir}`)")

@@ -1,15 +1,29 @@
 """Run configuration: typed dataclasses, saved as ``config.json`` in every run directory.
 
-Sections: ``model``, ``data``, ``train``, ``augment``. A run directory's config is enough to
-resume or to rebuild the model (``RunConfig.from_dict(json.load(...))``). Dotted overrides such
-as ``train.lr=0.05`` are checked against the field types (:func:`apply_overrides`); a YAML or
-JSON file with the same sections loads with :meth:`RunConfig.from_file`.
+Sections: ``model``, ``data``, ``train``, ``augment``; each field has a type and a one-line
+comment (the comment is the help text of its command-line flag and of ``--set``). A run
+directory's config is enough to resume or to rebuild the model
+(``RunConfig.from_dict(json.load(...))``); a YAML or JSON file with the same sections loads with
+:meth:`RunConfig.from_file`.
+
+Every value enters through one door, :func:`apply_overrides` (``from_dict`` and ``from_file`` use
+it too): typed values (from argparse, Python, YAML) are checked against the field's type, strings
+(``--set train.lr=0.05``) are parsed as that type — ``ture`` is not a bool, ``2.5`` not an int,
+``nan`` not a learning rate. :meth:`RunConfig.validate` then checks every field's choices and range
+(:data:`CHOICES`, :data:`RANGES`), which the CLI's flags and the lab's settings share.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+import inspect
 import json
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,16 +38,21 @@ class ModelConfig:
     in_chans: int | None = None  # None: the data set's channels
     input_size: int | None = None  # None: the data set's image size
     options: dict = field(default_factory=dict)  # family options passed to create_model
+    registry: bool = True  # False: a model passed to the Trainer in Python; name is then its class
 
     def create_kwargs(self) -> dict:
         """Keyword arguments for ``create_model`` (``name`` included)."""
+        if not self.registry:
+            raise ConfigError(f"{self.name} is a model that was passed to the Trainer in Python, "
+                              f"not a registry model: build it in Python and load its weights "
+                              f"with cnnlab.train.checkpoint.load_weights(model, RUN/model.safetensors)")
         return dict(name=self.name, num_classes=self.num_classes, in_chans=self.in_chans,
                     input_size=self.input_size, **self.options)
 
 
 @dataclass
 class DataConfig:
-    name: str = "fashion-mnist"  # fashion-mnist, mnist, digits, or imagefolder (data_dir: root)
+    name: str = "fashion-mnist"  # a data set of cnnlab.data.DATASET_NAMES (imagefolder: data_dir is its root)
     data_dir: str | None = None  # where to look first (else CNNLAB_DATA, cache, Debian)
     download: bool = True  # try the official source when the files are nowhere on disk
     image_size: int = 64  # imagefolder: images are resized (short side) and centre-cropped to this
@@ -54,18 +73,18 @@ class TrainSection:
     weight_decay: float = 5e-4  # decoupled for AdamW, L2 for SGD; never on norms and biases
     schedule: str = "cosine"  # cosine, onecycle (linear up, linear down), step or constant
     warmup_epochs: float = 0.0  # linear warm-up from 0 to lr (onecycle: the rising part)
-    step_epochs: list = field(default_factory=list)  # step schedule: epochs where lr *= step_gamma
+    step_epochs: list[float] = field(default_factory=list)  # step schedule: epochs where lr *= step_gamma
     step_gamma: float = 0.1  # step schedule: factor at each of step_epochs
     final_lr_fraction: float = 0.0  # cosine/onecycle end at lr * this
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     grad_clip: float = 0.0  # clip the global gradient norm to this (0 = off)
     ema_decay: float = 0.0  # exponential moving average of the weights (0 = off); evaluated and saved
     early_stop_patience: int = 0  # stop after this many evaluations without a better test accuracy (0 = off)
-    tta_flip: bool = False  # evaluate on the mean logits of the image and its mirror
+    tta_flip: bool = False  # evaluate with flip TTA: mean probabilities of the image and its mirror
     seed: int = 0  # seeds init, order and augmentation: same seed, same run
     device: str = "auto"  # auto (cuda if available), cpu, cuda
     precision: str = "auto"  # auto (measured on CPU), fp32, bf16 or fp16 (autocast)
-    channels_last: bool | None = None  # None: chosen with the precision
+    channels_last: bool | None = None  # channels_last memory format (None: chosen with the precision)
     compile: bool = False  # torch.compile the model
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     deterministic: bool = False  # torch.use_deterministic_algorithms, fp32: bitwise repeatable
@@ -86,7 +105,7 @@ class AugmentConfig:
     rotate: float = 0.0  # max rotation in degrees, uniform in [-rotate, rotate]
     translate: float = 0.0  # max shift as a fraction of the size, uniform per axis
     erase: float = 0.0  # probability of random erasing (Zhong et al. 2020)
-    erase_area: list = field(default_factory=lambda: [0.02, 0.25])  # erased fraction of the area
+    erase_area: list[float] = field(default_factory=lambda: [0.02, 0.25])  # erased area: [min, max] fraction
     brightness: float = 0.0  # colour jitter: factor uniform in [1 - b, 1 + b]
     contrast: float = 0.0  # colour jitter: blend with the image mean, factor in [1 - c, 1 + c]
     saturation: float = 0.0  # colour jitter (RGB): blend with the grey image, factor in [1 - s, 1 + s]
@@ -99,7 +118,61 @@ class AugmentConfig:
                    if f.name not in ("pad_mode", "erase_area"))
 
 
+OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "constant")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PAD_MODES = ("zeros", "reflect")
+# The keys whose value is one of a list: validate() checks them, the CLI's flags offer them.
+CHOICES = {"train.optimizer": OPTIMIZERS, "train.schedule": SCHEDULES,
+           "train.precision": PRECISIONS, "augment.pad_mode": PAD_MODES}
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval of allowed values: ``low`` to ``high`` (None: unbounded), ends excluded when
+    ``low_open`` / ``high_open``. Lists are checked element by element."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'greater than' if self.low_open else 'at least'} {_num(self.low)}"
+        return (f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}"
+                f"{')' if self.high_open else ']'}")
+
+    def contains(self, value: float) -> bool:
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        high_ok = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return low_ok and high_ok
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+POSITIVE, NON_NEGATIVE, PROBABILITY, FRACTION = Range(0, low_open=True), Range(0), Range(0, 1), \
+    Range(0, 1, high_open=True)
+# The allowed range of every numeric key (None values — "use the default" — are always allowed).
+RANGES = {
+    "model.num_classes": Range(1), "model.in_chans": Range(1), "model.input_size": Range(1),
+    "data.image_size": Range(1), "data.workers": NON_NEGATIVE, "data.prefetch": NON_NEGATIVE,
+    "data.labels_per_class": NON_NEGATIVE, "train.epochs": Range(1), "train.batch_size": Range(1),
+    "train.lr": POSITIVE, "train.momentum": FRACTION, "train.weight_decay": NON_NEGATIVE,
+    "train.warmup_epochs": NON_NEGATIVE, "train.step_epochs": NON_NEGATIVE,
+    "train.step_gamma": POSITIVE, "train.final_lr_fraction": PROBABILITY,
+    "train.label_smoothing": FRACTION, "train.grad_clip": NON_NEGATIVE, "train.ema_decay": FRACTION,
+    "train.early_stop_patience": NON_NEGATIVE, "train.threads": Range(1),
+    "train.checkpoint_every": NON_NEGATIVE, "train.eval_batch_size": Range(1),
+    "train.eval_every": Range(1), "augment.crop_pad": NON_NEGATIVE, "augment.flip": PROBABILITY,
+    "augment.rotate": Range(0, 180), "augment.translate": PROBABILITY, "augment.erase": PROBABILITY,
+    "augment.erase_area": Range(0, 1, low_open=True), "augment.brightness": PROBABILITY,
+    "augment.contrast": PROBABILITY, "augment.saturation": PROBABILITY,
+    "augment.pca_lighting": NON_NEGATIVE, "augment.mixup": NON_NEGATIVE,
+    "augment.cutmix": NON_NEGATIVE,
+}
 
 
 @dataclass
@@ -119,12 +192,16 @@ class RunConfig:
     def from_dict(cls, raw: dict, base: RunConfig | None = None) -> RunConfig:
         """A config from nested ``{section: {key: value}}``; missing keys keep their defaults."""
         config = base or cls()
+        sections = ", ".join(f.name for f in dataclasses.fields(cls))
+        if not isinstance(raw, dict):
+            raise ConfigError(f"a config is a mapping of sections ({sections}), got {raw!r}")
         for section, values in raw.items():
             if not hasattr(config, section) or not isinstance(values, dict):
-                raise ConfigError(f"unknown config section {section!r}; sections are "
-                                  f"{', '.join(f.name for f in dataclasses.fields(cls))}")
-            for key, value in values.items():
-                _set(config, f"{section}.{key}", value)
+                raise ConfigError(f"unknown config section {section!r}; sections are {sections}"
+                                  if not hasattr(config, section) else
+                                  f"config section {section!r} must map keys to values, "
+                                  f"got {values!r}")
+            apply_overrides(config, {f"{section}.{key}": value for key, value in values.items()})
         return config
 
     @classmethod
@@ -149,81 +226,186 @@ class RunConfig:
         return cls.from_dict(raw, base)
 
     def validate(self) -> RunConfig:
-        t, a = self.train, self.augment
-        if t.epochs < 1:
-            raise ConfigError(f"train.epochs must be at least 1, got {t.epochs}")
-        if t.batch_size < 1:
-            raise ConfigError(f"train.batch_size must be at least 1, got {t.batch_size}")
-        if self.data.labels_per_class < 0:
-            raise ConfigError(f"data.labels_per_class must be 0 (all) or a positive number, got "
-                              f"{self.data.labels_per_class}")
-        if t.eval_every < 1:
-            raise ConfigError(f"train.eval_every must be at least 1 (1: every epoch), got {t.eval_every}")
-        if t.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {t.lr}")
-        if not 0 <= t.ema_decay < 1:
-            raise ConfigError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
-        _choice("train.optimizer", t.optimizer, ("sgd", "adamw"))
-        _choice("train.schedule", t.schedule, SCHEDULES)
-        _choice("train.precision", t.precision, ("auto", "fp32", "bf16", "fp16"))
-        _choice("augment.pad_mode", a.pad_mode, ("zeros", "reflect"))
-        for key in ("flip", "erase"):
-            if not 0 <= getattr(a, key) <= 1:
-                raise ConfigError(f"augment.{key} is a probability in [0, 1], got {getattr(a, key)}")
+        """Check every key's choices and range, and the rules between keys; returns ``self``."""
+        for key, value in flatten(self).items():
+            check_value(key, value)
+        low, high = self.augment.erase_area if len(self.augment.erase_area) == 2 else (1, 0)
+        if not low <= high:
+            raise ConfigError(f"augment.erase_area must be two fractions [min, max] with "
+                              f"min <= max, got {self.augment.erase_area}")
         return self
 
-
-def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _set(config: Any, dotted: str, value: Any) -> None:
-    *path, key = dotted.split(".")
-    target = config
-    for part in path:
-        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
-            raise ConfigError(f"unknown config key {dotted!r}")
-        target = getattr(target, part)
-    fields = {f.name: f for f in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else {}
-    if key not in fields:
-        known = ", ".join(f"{'.'.join(path)}.{k}" for k in fields)
-        raise ConfigError(f"unknown config key {dotted!r}; known keys: {known}")
-    setattr(target, key, _coerce(dotted, value, getattr(target, key), str(fields[key].type)))
+    def resolve(self, num_classes: int, in_chans: int, input_size: int) -> RunConfig:
+        """A copy with the model's ``None`` sizes taken from the data (``self`` is unchanged)."""
+        resolved = copy.deepcopy(self)
+        m = resolved.model
+        m.num_classes = m.num_classes or num_classes
+        m.in_chans = m.in_chans or in_chans
+        m.input_size = m.input_size or input_size
+        return resolved
 
 
-def _coerce(key: str, value: Any, current: Any, annotation: str) -> Any:
-    """Convert ``value`` (often a string from the command line) to the field's type."""
-    if not isinstance(value, str) or annotation == "str":
-        if isinstance(value, int) and not isinstance(value, bool) and annotation.startswith("float"):
-            return float(value)
+def flatten(config: RunConfig) -> dict[str, Any]:
+    """``{"train.lr": 0.05, ...}``: every key of ``config`` with its value."""
+    return {f"{s.name}.{f.name}": getattr(getattr(config, s.name), f.name)
+            for s in dataclasses.fields(config) for f in dataclasses.fields(getattr(config, s.name))}
+
+
+def check_value(key: str, value: Any) -> None:
+    """Raise :class:`ConfigError` when ``value`` is not among ``key``'s choices or in its range."""
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    allowed = RANGES.get(key)
+    if allowed is None or value is None:
+        return
+    for v in value if isinstance(value, list) else [value]:
+        if not allowed.contains(v):
+            raise ConfigError(f"{key} must be {allowed}, got {v}")
+
+
+# ---- types, comments and defaults of the fields (for the flags and help texts) ---------------
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainSection,
+            "augment": AugmentConfig}
+
+
+@functools.cache
+def field_types(section: str) -> dict[str, Any]:
+    """The resolved type annotation of each field of ``section``."""
+    return typing.get_type_hints(SECTIONS[section])
+
+
+@functools.cache
+def field_comments(section: str) -> dict[str, str]:
+    """The one-line comment after each field of ``section``, read from the source."""
+    comments = {}
+    for line in inspect.getsource(SECTIONS[section]).splitlines():
+        name, _, rest = line.strip().partition(":")
+        if "#" in rest and name.isidentifier():
+            comments[name] = rest.split("#", 1)[1].strip()
+    return comments
+
+
+def field_type(key: str) -> Any:
+    """The type of the dotted ``key`` (``"train.lr"`` -> ``float``); unknown keys are refused."""
+    section, _, name = key.partition(".")
+    if section not in SECTIONS:
+        raise ConfigError(f"unknown config key {key!r}: sections are {', '.join(SECTIONS)} "
+                          f"(e.g. train.lr=0.05)")
+    types_ = field_types(section)
+    if not name:
+        raise ConfigError(f"{section} is a config section: set one of its keys, e.g. "
+                          f"{section}.{next(iter(types_))}=...")
+    if name not in types_:
+        raise ConfigError(f"unknown config key {key!r}; {section} keys: {', '.join(types_)}")
+    return types_[name]
+
+
+def type_name(kind: Any) -> str:
+    """``int``, ``float or none``, ``list of float``, ``bool (true or false)``."""
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return " or ".join(type_name(a) if a is not type(None) else "none" for a in args)
+    if typing.get_origin(kind) is list:
+        return f"list of {type_name(args[0])}" if args else "list"
+    if kind is bool:
+        return "bool (true or false)"
+    return getattr(kind, "__name__", str(kind))
+
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def coerce(key: str, value: Any, kind: Any) -> Any:
+    """``value`` as type ``kind``: a string is parsed (``"0.05"``, ``"true"``, ``"none"``,
+    ``"30,60"`` or ``"[30, 60]"``, ``'{"a": 1}'``), any other value must already be of the type
+    (an int is a float). Non-finite floats are refused. Raises :class:`ConfigError` naming the
+    key, the value and the type."""
+    def bad() -> ConfigError:
+        return ConfigError(f"{key}={value!r} is not a valid {type_name(kind)}")
+
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        none = value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))
+        if none and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return coerce(key, value, option)
+            except ConfigError:
+                pass
+        raise bad()
+    text = value.strip() if isinstance(value, str) else None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if text is not None and text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise bad()
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        try:
+            return int(text)
+        except (TypeError, ValueError):
+            raise bad() from None
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise bad()
+        try:
+            number = float(text if text is not None else value)
+        except ValueError:
+            raise bad() from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}={value!r} is not a finite number")
+        return number
+    if kind is str:
+        if not isinstance(value, str):
+            raise bad()
         return value
-    if value.lower() in ("none", "null") and "None" in annotation:
-        return None
-    try:
-        if "bool" in annotation:
-            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return value.lower() in ("true", "1", "yes")
-        if annotation.startswith("int"):
-            return int(value)
-        if annotation.startswith("float"):
-            return float(value)
-        if annotation.startswith("dict"):
-            return json.loads(value)
-        if annotation.startswith("list"):
-            text = value if value.startswith("[") else f"[{value}]"
-            return json.loads(text)
-    except ValueError:
-        raise ConfigError(f"{key}={value!r} is not a valid {annotation}") from None
+    if typing.get_origin(kind) is list or kind is list:
+        item = args[0] if args else str
+        if text is not None:
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    raise bad() from None
+            else:
+                value = [part for part in text.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        return [coerce(key, v, item) for v in value]
+    if kind is dict or typing.get_origin(kind) is dict:
+        if text is not None:
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise bad() from None
+        if not isinstance(value, dict):
+            raise bad()
+        return dict(value)
     return value
 
 
-def apply_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply ``section.key=value`` strings, checking keys and types."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.lr=0.05)")
-        key, value = item.split("=", 1)
-        _set(config, key.strip(), value.strip())
+def apply_overrides(config: RunConfig, overrides: Mapping[str, Any] | Iterable[str]) -> RunConfig:
+    """Set dotted keys of ``config`` (in place; returns it), checking keys and types.
+
+    ``overrides`` is a mapping ``{"train.lr": 0.05}`` of typed values (flags, Python, a parsed
+    file) or strings, or ``section.key=value`` strings as ``--set`` gives them. Values are
+    converted by :func:`coerce`; choices and ranges are checked by :meth:`RunConfig.validate`.
+    """
+    if not isinstance(overrides, Mapping):
+        pairs = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like section.key=value "
+                                  f"(e.g. train.lr=0.05)")
+            key, value = item.split("=", 1)
+            pairs[key.strip()] = value
+        overrides = pairs
+    for key, value in overrides.items():
+        kind = field_type(key)
+        section, _, name = key.partition(".")
+        setattr(getattr(config, section), name, coerce(key, value, kind))
     return config

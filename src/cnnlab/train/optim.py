@@ -39,15 +39,21 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str,
     return 1.0
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig,
-                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR over ``epochs * steps_per_epoch`` steps following :func:`lr_factor`."""
+def lr_schedule(config: RunConfig, steps_per_epoch: int):
+    """``factor(step)``: :func:`lr_factor` with the run's schedule over
+    ``epochs * steps_per_epoch`` optimizer steps (the peak lr is ``train.lr``)."""
     t = config.train
     total = t.epochs * steps_per_epoch
     warmup = round(t.warmup_epochs * steps_per_epoch)
     milestones = [round(e * steps_per_epoch) for e in t.step_epochs]
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(
-        step, total, warmup, t.schedule, milestones, t.step_gamma, t.final_lr_fraction))
+    return lambda step: lr_factor(step, total, warmup, t.schedule, milestones, t.step_gamma,
+                                  t.final_lr_fraction)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """A LambdaLR following :func:`lr_schedule` (each group's lr times the same factor)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch))
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -2,13 +2,22 @@
 
 One ``Trainer`` trains one model and writes the run directory described in
 :mod:`cnnlab.train.checkpoint` after every epoch (and every ``train.checkpoint_every`` steps).
-Seeded: the same config gives the same run; with ``train.deterministic`` bitwise so, also
-across a kill and ``resume``. Under ``torchrun`` it trains data-parallel (:mod:`.distributed`).
+It is the only loop that steps an optimizer in cnnlab: runs from the zoo, transfer runs and head
+training on cached features all come through it. Seeded: the same config gives the same run; with
+``train.deterministic`` bitwise so, also across a kill and ``resume``. Under ``torchrun`` it trains
+data-parallel (:mod:`.distributed`).
+
+The config it is given is never written to: the Trainer works on its own resolved copy
+(:attr:`config`: the model's sizes from the data, the precision it measured, the description of a
+model passed in) and saves that as ``config.json``.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,47 +30,89 @@ from cnnlab.data.datasets import InMemoryDataset, labels_per_class, load_dataset
 from cnnlab.data.loader import InMemoryLoader
 from cnnlab.device import Precision, cpu_supports_bf16, measure_cpu_precision, resolve_precision
 from cnnlab.errors import ConfigError
-from cnnlab.evaluate.metrics import evaluate_model
-from cnnlab.models import create_model
+from cnnlab.evaluate.metrics import EvalResult, evaluate_model
+from cnnlab.evaluate.tta import FlipTTA  # noqa: F401  (importable from here, its former home)
+from cnnlab.models import create_model, list_models
 from cnnlab.train import distributed
-from cnnlab.train import resume as checkpointing
-from cnnlab.train.callbacks import RunLog
-from cnnlab.train.checkpoint import atomic_write_text
-from cnnlab.train.config import RunConfig
-from cnnlab.train.optim import EMA, build_optimizer, build_scheduler, lr_factor, param_groups
+from cnnlab.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from cnnlab.train.config import ModelConfig, RunConfig
+from cnnlab.train.optim import (
+    EMA,
+    build_optimizer,
+    build_scheduler,
+    lr_factor,
+    lr_schedule,
+    param_groups,
+)
+from cnnlab.train.runlog import RunLog
 
-__all__ = ["Trainer", "train", "lr_factor", "param_groups", "build_optimizer", "TrainingDiverged"]
+__all__ = ["Trainer", "train", "lr_factor", "param_groups", "build_optimizer", "TrainingDiverged",
+           "cross_entropy_loss", "describe_model"]
 
-
-# Weight of each auxiliary classifier's loss ("weighted by 0.3", Szegedy et al. 2015, Sec. 5).
-AUX_LOSS_WEIGHT = 0.3
+LossFn = Callable[[object, torch.Tensor], torch.Tensor]
 
 
 class TrainingDiverged(ConfigError):
     """The loss became NaN or infinite; the run directory keeps the last good checkpoint."""
 
 
-class FlipTTA(nn.Module):
-    """Test-time augmentation: the mean logits of an image and its horizontal mirror."""
+def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
+    """``loss(logits, targets)``: cross-entropy in float32 (targets: labels or mixed one-hots)."""
+    def loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if not isinstance(outputs, torch.Tensor):
+            raise ConfigError("the model returns several outputs in training mode (auxiliary "
+                              "heads?): give the Trainer a loss_fn, or define model.loss(outputs, "
+                              "targets, label_smoothing) as GoogLeNet does")
+        return F.cross_entropy(outputs.float(), targets, label_smoothing=label_smoothing)
+    return loss
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (self.model(x) + self.model(x.flip(-1)))
+def default_loss(model: nn.Module, label_smoothing: float = 0.0) -> LossFn:
+    """The model's own training loss when it defines one (``model.loss(outputs, targets,
+    label_smoothing)``: GoogLeNet adds its side classifiers), else cross-entropy."""
+    own = getattr(model, "loss", None)
+    if callable(own):
+        return lambda outputs, targets: own(outputs, targets, label_smoothing=label_smoothing)
+    return cross_entropy_loss(label_smoothing)
+
+
+def describe_model(model: nn.Module, described: ModelConfig) -> ModelConfig:
+    """The :class:`ModelConfig` that says what a model passed to the Trainer is.
+
+    ``described`` is kept when ``create_model(**described.create_kwargs())`` builds a network with
+    the same state-dict keys and shapes (a zoo model, possibly with a new head: transfer), so that
+    ``cnnlab evaluate`` can rebuild it. Anything else is named by its class and marked
+    ``registry=False``: its weights load only into the class built in Python.
+    """
+    if described.registry and described.name in list_models():
+        try:
+            with torch.device("meta"):
+                reference = create_model(**described.create_kwargs()).state_dict()
+        except (ConfigError, TypeError, ValueError, RuntimeError):
+            reference = None
+        state = model.state_dict()
+        if reference is not None and reference.keys() == state.keys() and all(
+                reference[k].shape == state[k].shape for k in state):
+            return described
+    cls = type(model)
+    return dataclasses.replace(described, name=f"{cls.__module__}.{cls.__qualname__}",
+                               options={}, registry=False)
 
 
 class Trainer:
     """Train ``config.model`` on ``config.data`` and write the run to ``out``.
 
     Args:
-        config: the run configuration (saved as ``config.json``).
+        config: the run configuration; the Trainer resolves a copy of it (:attr:`config`) and
+            saves that as ``config.json``.
         out: the run directory.
-        train_set / test_set: data to use instead of loading ``config.data`` (tests, the lab).
-        model: a ready model to train instead of ``create_model(config.model)`` (transfer).
+        train_set / test_set: data to use instead of loading ``config.data`` (tests, the lab,
+            transfer, cached features).
+        model: a ready model to train instead of ``create_model(config.model)`` (transfer, a
+            network of your own: see :func:`describe_model`).
         groups: optimizer parameter groups instead of the default decay / no-decay split
             (e.g. discriminative learning rates: a smaller ``lr`` for the backbone).
+        loss_fn: ``loss(outputs, targets) -> scalar`` instead of :func:`default_loss`.
         progress: show a live progress bar (loss, accuracy, images/s, ETA).
         log: where to print one-line messages (None: silent).
         resume: continue from ``out/state.pt`` (written by an earlier, interrupted run).
@@ -70,9 +121,9 @@ class Trainer:
     def __init__(self, config: RunConfig, out: str | Path, train_set: InMemoryDataset | None = None,
                  test_set: InMemoryDataset | None = None, progress: bool = True, log=print,
                  model: nn.Module | None = None, groups: list[dict] | None = None,
-                 resume: bool = False) -> None:
-        self.config = config.validate()
-        t, d, m = config.train, config.data, config.model
+                 resume: bool = False, loss_fn: LossFn | None = None) -> None:
+        config = copy.deepcopy(config).validate()
+        t, d = config.train, config.data
         self.out = Path(out)
         device = resolve_precision(t.device, "fp32").device
         self.dist = distributed.init_distributed(device.type)
@@ -89,23 +140,28 @@ class Trainer:
                 train_set = labels_per_class(train_set, d.labels_per_class, d.subset_seed)
         self.train_set = train_set
         self.test_set = test_set or load_dataset(d.name, "test", *source)
-        m.num_classes = m.num_classes or self.train_set.num_classes
-        m.in_chans = m.in_chans or self.train_set.image_shape[0]
-        m.input_size = m.input_size or self.train_set.image_shape[-1]
+        config = config.resolve(train_set.num_classes, train_set.image_shape[0],
+                                train_set.image_shape[-1])
         torch.manual_seed(t.seed)
-        model = model if model is not None else create_model(**m.create_kwargs())
+        if model is None:
+            model = create_model(**config.model.create_kwargs())
+        else:
+            config.model = describe_model(model, config.model)
         if t.batch_size % self.dist.world_size:
             raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by the "
                               f"{self.dist.world_size} processes")
         self.loader = InMemoryLoader(
             self.train_set, t.batch_size, shuffle=True, device=device, prefetch=d.prefetch,
-            transform=self._augmenter(), seed=t.seed, rank=self.dist.rank,
+            transform=self._augmenter(config), seed=t.seed, rank=self.dist.rank,
             world_size=self.dist.world_size)
-        self.precision = self._choose_precision(model, device)
-        self.model = model.to(self.precision.device)
-        if self.precision.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.precision = self._choose_precision(model, device, config)
+        config.train = dataclasses.replace(config.train, precision=self.precision.name,
+                                           channels_last=self.precision.channels_last)
+        self.config = config  # resolved: what config.json holds, what a resume reads back
+        self.model = self.precision.prepare(model)
+        self.loss_fn = loss_fn or default_loss(model, t.label_smoothing)
         self.optimizer = build_optimizer(self.model, config, groups)
+        self.lr_at = lr_schedule(config, len(self.loader))  # factor of train.lr at each step
         self.scheduler = build_scheduler(self.optimizer, config, len(self.loader))
         self.scaler = torch.amp.GradScaler(enabled=self.precision.name == "fp16")
         self.ema = EMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
@@ -117,31 +173,76 @@ class Trainer:
             self.step_model = torch.compile(self.step_model)
         self.history: list[dict] = []
         self.best_acc, self.bad_epochs = -1.0, 0
-        self.start_epoch, self.start_step, self.partial, self.elapsed0 = 1, 0, None, 0.0
+        # where the run stands: epochs done, steps done in the next one, its running sums
+        self.epoch, self.step, self.partial, self.elapsed = 0, 0, None, 0.0
+        self._t0: float | None = None  # when fit() started
         if resume:
-            path = self.out / "state.pt"
-            if not path.is_file():
-                raise ConfigError(f"nothing to resume in {self.out}: no state.pt (the run has not "
-                                  f"written a checkpoint yet); start it again without --resume")
-            state = checkpointing.load_checkpoint(self, path)
-            self.start_epoch, self.start_step = state["epoch"] + 1, state["step"]
-            self.partial, self.elapsed0 = state["partial"], float(state["elapsed"])
+            self.load_state_dict(load_checkpoint(self.out))
 
     @property
     def eval_model(self) -> nn.Module:
         """The weights that are evaluated and saved: the EMA when on, else the model."""
         return self.ema.module if self.ema is not None else self.model
 
-    def _augmenter(self) -> Augmenter | None:
-        a, ds = self.config.augment, self.train_set
+    @property
+    def eval_tta(self) -> str:
+        """The test-time views of every evaluation: ``flip`` with ``train.tta_flip``."""
+        return "flip" if self.config.train.tta_flip else "none"
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly, even from the middle of an epoch (``state.pt``):
+
+        * ``epoch`` — epochs completed; ``step`` — optimizer steps done in the next epoch;
+        * ``model`` — the raw training weights (``model.safetensors`` holds the EMA weights when
+          EMA is on); ``optimizer``, ``scheduler``, ``scaler``, ``ema`` — their ``state_dict()``;
+        * ``rng`` — torch's CPU (and CUDA) generator state, for dropout;
+        * ``partial`` — the running loss/accuracy sums of the interrupted epoch;
+        * ``history``, ``best_acc``, ``bad_epochs``, ``elapsed`` — rows and early-stopping state.
+
+        The data order and augmentation need no state: the loader derives them from
+        (seed, epoch, batch).
+        """
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available() and self.precision.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        state = dict(epoch=self.epoch, step=self.step,
+                     model={k: v.detach().to("cpu", copy=True)
+                            for k, v in self.model.state_dict().items()},
+                     optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                     scaler=self.scaler.state_dict(), rng=rng, partial=self.partial,
+                     history=self.history, best_acc=self.best_acc, bad_epochs=self.bad_epochs,
+                     elapsed=self._elapsed())
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned; training continues where it stopped."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if "cuda" in state["rng"] and self.precision.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+        self.history = list(state["history"])
+        self.best_acc, self.bad_epochs = float(state["best_acc"]), int(state["bad_epochs"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.partial, self.elapsed = state["partial"], float(state["elapsed"])
+
+    def _augmenter(self, config: RunConfig) -> Augmenter | None:
+        a, ds = config.augment, self.train_set
         if not a.enabled():
             return None
         eigen = rgb_eigen(ds.images) if a.pca_lighting and ds.image_shape[0] == 3 else None
         return Augmenter(a, ds.mean, ds.std, ds.num_classes, eigen)
 
-    def _choose_precision(self, model: nn.Module, device: torch.device) -> Precision:
+    def _choose_precision(self, model: nn.Module, device: torch.device,
+                          config: RunConfig) -> Precision:
         """``auto`` on a CPU with bf16 kernels: time both paths on a real batch, keep the faster."""
-        t = self.config.train
+        t = config.train
         if t.deterministic:
             return Precision(device, "fp32", False)
         if t.precision != "auto" or device.type != "cpu" or not cpu_supports_bf16():
@@ -157,26 +258,18 @@ class Trainer:
         return chosen
 
     def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of the logits; with side classifiers (GoogLeNet in training mode returns
-        (logits, aux2, aux1)) plus AUX_LOSS_WEIGHT times the cross-entropy of each."""
-        smoothing = self.config.train.label_smoothing
-        logits, *aux = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
-        for side in (a for a in aux if a is not None):
-            loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(side.float(), targets,
-                                                            label_smoothing=smoothing)
-        return loss
+        """The training loss of the model's outputs (``loss_fn``; see :func:`default_loss`)."""
+        return self.loss_fn(outputs, targets)
 
     def train_epoch(self, epoch: int) -> tuple[float, float, float]:
         """One pass over this process's shard; returns (mean loss, accuracy, images/s), all ranks."""
         self.model.train()
         t, dev = self.config.train, self.precision.device
-        start_step, self.start_step = (self.start_step, 0) if epoch == self.start_epoch else (0, 0)
+        start_step = self.step if epoch == self.epoch + 1 else 0
         sums = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, seen
         if self.partial is not None and start_step:
             sums += torch.tensor([self.partial["loss"], self.partial["correct"], self.partial["seen"]],
                                  dtype=torch.float64)
-        self.partial = None
         local = torch.zeros(2, device=dev, dtype=torch.float64)
         seen_now, start = 0, time.perf_counter()
         self.loader.set_epoch(epoch, start_step)
@@ -217,22 +310,37 @@ class Trainer:
             if t.checkpoint_every and (step + 1) % t.checkpoint_every == 0 and step + 1 < len(self.loader):
                 partial = distributed.all_reduce_sum(
                     torch.tensor([*local.tolist(), seen_now], dtype=torch.float64), self.dist) + sums
-                checkpointing.save_checkpoint(self, epoch - 1, step + 1, dict(zip(
-                    ("loss", "correct", "seen"), partial.tolist())), self._elapsed())
+                self.epoch, self.step = epoch - 1, step + 1
+                self.partial = dict(zip(("loss", "correct", "seen"), partial.tolist()))
+                self._checkpoint()
         bar.close()
         rate = seen_now * self.dist.world_size / (time.perf_counter() - start)
         total = distributed.all_reduce_sum(torch.tensor([*local.tolist(), seen_now],
                                                         dtype=torch.float64), self.dist) + sums
         loss_sum, correct, seen = total.tolist()
+        self.epoch, self.step, self.partial = epoch, 0, None
         return loss_sum / seen, correct / seen, rate
 
     def _elapsed(self) -> float:
-        return self.elapsed0 + time.perf_counter() - self._t0
+        """Seconds of training so far, across resumes."""
+        return self.elapsed + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
 
-    def evaluate(self):
-        """Loss, accuracy and confusion of :attr:`eval_model` on the test set (flip TTA if asked)."""
-        model = FlipTTA(self.eval_model) if self.config.train.tta_flip else self.eval_model
-        return evaluate_model(model, self.test_set, self.config.train.eval_batch_size, self.precision)
+    def _checkpoint(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(self.out, self.state_dict(), self.eval_model)
+
+    def evaluate(self) -> EvalResult:
+        """Loss, accuracy and confusion of :attr:`eval_model` on the test set, with the run's own
+        precision, batch size and TTA (:func:`~cnnlab.evaluate.metrics.evaluate_model`): what
+        ``cnnlab evaluate`` and the report compute for this run by default."""
+        t = self.config.train
+        return evaluate_model(self.eval_model, self.test_set, t.eval_batch_size, self.precision,
+                              self.eval_tta)
+
+    def describe(self) -> str:
+        """What is trained: the registry name, or the class of a model passed in."""
+        m = self.config.model
+        return m.name if m.registry else f"{m.name} (passed in Python, not a registry model)"
 
     def fit(self) -> list[dict]:
         """Train for ``train.epochs`` epochs, evaluating and checkpointing after each."""
@@ -243,14 +351,16 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.json", self.config.to_json())
             runlog = RunLog(self.out, t.tensorboard, t.plot)
+            if self.history:  # resumed: metrics.csv as the checkpoint knows it
+                runlog.epoch_end(self.history)
         procs = f" · {self.dist.world_size} processes" if self.dist.enabled else ""
-        self.log(f"training {self.config.model.name} on {self.config.data.name} "
+        self.log(f"training {self.describe()} on {self.config.data.name} "
                  f"({len(self.train_set):,} images) for {t.epochs} epochs · "
                  f"{self.precision.describe()}{procs} · {torch.get_num_threads()} threads")
-        if self.start_epoch > 1 or self.start_step:
-            self.log(f"resuming at epoch {self.start_epoch}, step {self.start_step}")
+        if self.epoch or self.step:
+            self.log(f"resuming at epoch {self.epoch + 1}, step {self.step}")
         try:
-            for epoch in range(self.start_epoch, t.epochs + 1):
+            for epoch in range(self.epoch + 1, t.epochs + 1):
                 if self._run_epoch(epoch, runlog):
                     self.log(f"early stop: no better test accuracy for {t.early_stop_patience} epochs")
                     break
@@ -262,13 +372,12 @@ class Trainer:
     def _run_epoch(self, epoch: int, runlog: RunLog | None) -> bool:
         """Train, evaluate, checkpoint one epoch; returns True when early stopping says stop."""
         t = self.config.train
-        group = self.optimizer.param_groups[0]  # the lr at the epoch's first step, even if resumed
-        lr = group["initial_lr"] * self.scheduler.lr_lambdas[0]((epoch - 1) * len(self.loader))
+        lr = t.lr * self.lr_at((epoch - 1) * len(self.loader))  # at the epoch's first step
         train_loss, train_acc, rate = self.train_epoch(epoch)
         result = self.evaluate() if epoch % t.eval_every == 0 or epoch == t.epochs else None
         row = dict(epoch=epoch, train_loss=round(train_loss, 5), train_acc=round(train_acc, 5),
-                   test_loss=None, test_acc=None, lr=f"{lr:.6g}", images_per_s=round(rate, 1),
-                   elapsed_s=round(self._elapsed(), 2))
+                   test_loss=None, test_acc=None, lr=float(f"{lr:.6g}"),
+                   images_per_s=round(rate, 1), elapsed_s=round(self._elapsed(), 2))
         tested = ""
         if result is not None:
             row.update(test_loss=round(result.loss, 5), test_acc=round(result.accuracy, 5))
@@ -277,7 +386,7 @@ class Trainer:
                                               0 if improved else self.bad_epochs + 1)
             tested = f"test loss {result.loss:.4f} acc {result.accuracy:.2%}  "
         self.history.append(row)
-        checkpointing.save_checkpoint(self, epoch, 0, None, self._elapsed())
+        self._checkpoint()
         if runlog is not None:
             runlog.epoch_end(self.history)
         self.log(f"epoch {epoch:>3}/{t.epochs}  train loss {train_loss:.4f} acc {train_acc:.2%}  "
@@ -295,4 +404,3 @@ def train(config: RunConfig, out: str | Path, **kwargs) -> Trainer:
     finally:
         distributed.cleanup(trainer.dist)
     return trainer
-

@@ -11,12 +11,14 @@ resize, channels) that evaluation and prediction must apply to their images too.
   (:mod:`cnnlab.transfer.cache`) and the Trainer trains only the head, on the cache
   (:mod:`.head`): the same metrics.csv, checkpoints and resume as any run.
 
-``transfer.json`` is written before training starts, so :func:`resume_transfer` can continue a
-killed run from its run directory alone.
+Either way one Trainer writes the run; ``transfer.json`` (with the cache's point and precision)
+is written once, before training starts, so :func:`resume_transfer` can continue a killed run
+from its run directory alone, on the same cache.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -118,6 +120,7 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
     frozen = freeze(model, freeze_policy)
     if bn_stats_frozen:
         freeze_bn_stats(model)
+    config = copy.deepcopy(config)  # the caller's config is not written to
     config.model = dataclasses.replace(source, num_classes=train_set.num_classes,
                                        in_chans=target.in_chans, input_size=target.size)
     config.data.name, config.data.data_dir = target.name, target.data_dir
@@ -131,27 +134,39 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
         f"{' classes ' + ','.join(map(str, target.classes)) if target.classes else ''} "
         f"({train_set.num_classes} classes, {len(train_set):,} train / {len(test_set):,} test images); "
         f"frozen: {', '.join(frozen) or 'nothing'}")
-    if not cache_features:
+    network, groups = model, None
+    if cache_features:  # the backbone runs once; the Trainer trains the network from its cache
+        precision = _recorded_precision(out, config) if resume else None
+        precision = precision or cache_precision(model, train_set, config, log)
+        model.to(precision.device)
+        point, extract, network = split_for_cache(model)
+        folder = Path(cache_dir) if cache_dir else user_cache_dir() / "features"
+        transform = dict(point=point, target=target.to_dict())
+        datasets = []
+        for ds, views in ((train_set, cache_views), (test_set, "none")):
+            feats, _ = cached_features(extract, model, ds, folder, transform, views, target.size,
+                                       precision=precision, log=log)
+            datasets.append(FeatureDataset(feats, ds.labels, ds.classes, ds.name))
+        model.to("cpu")
+        train_set, test_set = datasets
+        record.update(cache_point=point, cache_precision=dict(
+            name=precision.name, channels_last=precision.channels_last))
+    else:  # fine-tuning: discriminative learning rates
         groups = discriminative_groups(model, config.train.lr, backbone_lr_scale,
                                        config.train.weight_decay)
-        atomic_write_text(out / TRANSFER_FILE, json.dumps(record, indent=2) + "\n")
-        return Trainer(config, out, train_set, test_set, progress=progress, log=log, model=model,
-                       groups=groups, resume=resume).fit()
-    precision = cache_precision(model, train_set, config, log)
-    model.to(precision.device)
-    point, extract, head = split_for_cache(model)
-    folder = Path(cache_dir) if cache_dir else user_cache_dir() / "features"
-    transform = dict(point=point, target=target.to_dict())
-    feats = {}
-    for split, ds, views in (("train", train_set, cache_views), ("test", test_set, "none")):
-        feats[split], _ = cached_features(extract, model, ds, folder, transform, views,
-                                          target.size, precision=precision, log=log)
-    model.to("cpu")
-    cached = {split: FeatureDataset(feats[split], ds.labels, ds.classes, ds.name)
-              for split, ds in (("train", train_set), ("test", test_set))}
-    atomic_write_text(out / TRANSFER_FILE, json.dumps(dict(record, cache_point=point), indent=2) + "\n")
-    return Trainer(config, out, cached["train"], cached["test"], progress=progress, log=log,
-                   model=head, resume=resume).fit()
+    atomic_write_text(out / TRANSFER_FILE, json.dumps(record, indent=2) + "\n")
+    return Trainer(config, out, train_set, test_set, progress=progress, log=log, model=network,
+                   groups=groups, resume=resume).fit()
+
+
+def _recorded_precision(out: Path, config: RunConfig) -> Precision | None:
+    """The feature cache's precision recorded in ``out/transfer.json`` (resuming: the same cache)."""
+    path = out / TRANSFER_FILE
+    recorded = json.loads(path.read_text()).get("cache_precision") if path.is_file() else None
+    if not recorded:
+        return None
+    device = resolve_precision(config.train.device, "fp32").device
+    return Precision(device, recorded["name"], bool(recorded["channels_last"]))
 
 
 def cache_precision(model: nn.Module, dataset, config: RunConfig, log=print) -> Precision:
