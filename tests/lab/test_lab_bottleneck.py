@@ -1,4 +1,4 @@
-"""Bottleneck costs against the hand formulas of seed 002 and GoogLeNet's module (3a)."""
+"""Bottleneck costs against the course's hand formulas and GoogLeNet's module (3a)."""
 
 from __future__ import annotations
 

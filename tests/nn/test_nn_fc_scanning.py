@@ -61,7 +61,7 @@ def test_param_counts_match_real_layers():
     assert counts["convolutional"] == _params(nn.Conv2d(3, 4, 3, padding=1)) == 112
     assert counts["locally_connected"] == _params(LocallyConnected2d(3, 4, 8, 3, padding=1))
     assert counts["fully_connected"] == _params(nn.Linear(3 * 8 * 8, 4 * 8 * 8))
-    # seed 001's argument in numbers: (192 * 256 + 256), 64 positions * (4 * 27 + 4), 4 * 27 + 4
+    # the course notes' argument in numbers: (192 * 256 + 256), 64 positions * (4 * 27 + 4), 4 * 27 + 4
     assert (counts["fully_connected"], counts["locally_connected"]) == (49_408, 7_168)
 
 

@@ -1,7 +1,7 @@
 """Data sets: in-memory uint8 tensors for the MNIST family, scikit-learn's 8x8 digits and image
 folders (decoded by DataLoader workers with torchvision.io, then held in memory).
 
-Fashion-MNIST (and MNIST) are found, in order (DESIGN.md):
+Fashion-MNIST (and MNIST) are found, in order:
 1. ``data_dir`` / the ``CNNLAB_DATA`` environment variable,
 2. the user cache ``~/.cache/cnnlab``,
 3. Debian's package (``/usr/share/datasets/<name>``, e.g. ``dataset-fashion-mnist``),

@@ -1,12 +1,12 @@
-"""Bottleneck: 1x1 reductions cut the cost of inception modules (seed 002; Szegedy et al. 2015).
+"""Bottleneck: 1x1 reductions cut the cost of inception modules (Szegedy et al. 2015).
 
-The notes' cost argument (seed 002): a 5x5 "same" convolution with 32 filters on a 28x28x192
-volume costs 28*28*32 * 5*5*192 = 120,422,400 multiply-adds; reducing to 16 channels with a 1x1
-convolution first costs 28*28*16*192 + 28*28*32 * 5*5*16 = 2,408,448 + 10,035,200 = 12,443,648,
-about a tenth. GoogLeNet's inception (3a) module applies the same reductions to its 3x3, 5x5
-and pooling branches. Part one counts parameters and multiply-adds (``cnnlab.summary``) of the
-5x5 example and of module (3a) with and without the reductions (the paper's "naive" module, whose
-pooling branch passes all 192 input channels through).
+The course's cost argument (deeplearning.ai's CNN course, case studies): a 5x5 "same" convolution
+with 32 filters on a 28x28x192 volume costs 28*28*32 * 5*5*192 = 120,422,400 multiply-adds;
+reducing to 16 channels with a 1x1 convolution first costs 28*28*16*192 + 28*28*32 * 5*5*16 =
+2,408,448 + 10,035,200 = 12,443,648, about a tenth. GoogLeNet's inception (3a) module applies the
+same reductions to its 3x3, 5x5 and pooling branches. Part one counts parameters and multiply-adds
+(``cnnlab.summary``) of the 5x5 example and of module (3a) with and without the reductions (the
+paper's "naive" module, whose pooling branch passes all 192 input channels through).
 
 Part two trains two small inception networks on Fashion-MNIST at an *equal budget* of
 multiply-adds per image: one with reductions, one naive whose branch widths are scaled down
@@ -91,7 +91,7 @@ def equal_budget_width(budget_macs: int, in_chans: int, size: int) -> float:
 
 
 def module_costs() -> dict:
-    """Part one: the 5x5 example of seed 002 and inception (3a), with and without reductions."""
+    """Part one: the course's 5x5 example and inception (3a), with and without reductions."""
     five = nn.Conv2d(192, 32, 5, padding=2)
     reduced = nn.Sequential(nn.Conv2d(192, 16, 1), nn.Conv2d(16, 32, 5, padding=2))
     shape = (192, 28, 28)
@@ -141,7 +141,7 @@ def _plot(ctx: LabContext, numbers: dict) -> None:
     ax2.set_ylabel("test accuracy (%)")
     ax2.set_title("accuracy at an equal multiply-add budget")
     ax2.legend(fontsize=8)
-    ctx.save(fig, "bottleneck", "Left: multiply-adds (bars) and parameters (labels) of the seed-002 "
+    ctx.save(fig, "bottleneck", "Left: multiply-adds (bars) and parameters (labels) of the course's "
              "5x5 example and of inception (3a). Right: test accuracy of two small inception nets "
              "with the same multiply-add budget.")
 
@@ -157,7 +157,7 @@ def _sentence(numbers: dict) -> str:
                "compute, contrary to the notes' expectation")
     return (f"The 1x1 reductions cut inception (3a) on 28x28x192 from {naive['macs'] / 1e6:.0f}M to "
             f"{full['macs'] / 1e6:.0f}M multiply-adds ({naive['macs'] / full['macs']:.1f}x fewer) and "
-            f"from {naive['params'] / 1e3:.0f}k to {full['params'] / 1e3:.0f}k parameters (seed 002's "
+            f"from {naive['params'] / 1e3:.0f}k to {full['params'] / 1e3:.0f}k parameters (the course's "
             f"5x5 example: {five['macs'] / 1e6:.1f}M -> {five_r['macs'] / 1e6:.1f}M); at an equal "
             f"budget of {b['macs'] / 1e6:.2f}M multiply-adds per image the net with reductions reached "
             f"{b['test_acc']:.1f}% test accuracy and the naive one (widths x{n['width']:.2f}) "

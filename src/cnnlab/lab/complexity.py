@@ -1,6 +1,6 @@
 """Complexity: accuracy against multiply-adds and parameters for the zoo, measured.
 
-The notes' complexity chart (seed 004, after Canziani et al. 2016) places each architecture by
+The course's complexity chart (lesson 6, after Canziani et al. 2016) places each architecture by
 its cost (multiply-adds per image), its size (parameters) and its accuracy. Here every model runs
 on 28x28 Fashion-MNIST with *one shared small-input recipe* (AdamW, the same images, epochs and
 batch size), its cost counted by ``cnnlab.summary`` at 1x28x28 and its accuracy measured. A

@@ -5,26 +5,15 @@ has *higher training error* than the 20-layer one — not overfitting but an opt
 difficulty ("degradation") — while ResNet-56 trains to lower error than ResNet-20. The pair is
 the CIFAR nets of Sec. 4.2 (6n + 2 layers, option-A shortcuts, equal parameter counts), trained
 here on Fashion-MNIST (28x28 maps) with one recipe for all; depths not in the zoo (e.g. 8 or 14
-for ``--quick``) are built with the same ``ResNet`` class.
+for ``--quick``) come from the zoo's own builder, :func:`cnnlab.models.resnet_cifar.cifar_net`.
 """
 
 from __future__ import annotations
 
-from cnnlab.errors import ConfigError
 from cnnlab.lab.common import Experiment, LabContext, Outcome, points
-from cnnlab.models.resnet import BasicBlock, ResNet
+from cnnlab.models.resnet_cifar import cifar_net
 
-
-def cifar_net(depth: int, residual: bool, widths: tuple[int, ...], num_classes: int,
-              in_chans: int, input_size: int) -> ResNet:
-    """The 6n+2-layer CIFAR net of He et al. Sec. 4.2 (plain when ``residual`` is False)."""
-    if (depth - 2) % 6 or depth < 8:
-        raise ConfigError(f"CIFAR-style depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), "
-                          f"got {depth}")
-    n = (depth - 2) // 6
-    return ResNet(BasicBlock, (n, n, n), num_classes=num_classes, in_chans=in_chans,
-                  input_size=input_size, widths=tuple(widths), stem="small", shortcut="A",
-                  residual=residual)
+__all__ = ["EXPERIMENT", "cifar_net", "run"]
 
 
 def run(ctx: LabContext) -> Outcome:
@@ -36,8 +25,8 @@ def run(ctx: LabContext) -> Outcome:
         for kind in ("plain", "resnet"):
             name = f"{kind}{depth}"
             ctx.seed_all(i)  # a plain net and its residual twin start from the same weights
-            model = cifar_net(depth, kind == "resnet", s["widths"], train.num_classes,
-                              train.image_shape[0], train.image_shape[-1])
+            model = cifar_net(depth, kind == "resnet", s["widths"], num_classes=train.num_classes,
+                              in_chans=train.image_shape[0], input_size=train.image_shape[-1])
             history = ctx.train(model, name, train, test, s["epochs"], s["lr"], s["batch_size"],
                                 weight_decay=s["weight_decay"], seed_offset=i)
             numbers["models"][name] = dict(

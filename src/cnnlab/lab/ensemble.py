@@ -1,11 +1,11 @@
 """Ensemble: averaging the predictions of several networks beats each of them.
 
-The notes (seed 004) and AlexNet (Krizhevsky et al. 2012, Sec. 6: "averaging the predictions of
-five similar CNNs"): members trained from different seeds make partly independent errors, so the
-mean of their probabilities, p(x) = 1/M sum_m softmax(z_m(x)), is more accurate than a typical
-member. Here M copies of one network are trained with seeds ``seed .. seed + M - 1`` (different
-initialisation and batch order), and the accuracy of the first m members' average is measured for
-m = 1..M (:func:`cnnlab.evaluate.ensemble.combine_predictions`).
+The course (deeplearning.ai, week 2: "ensembling") and AlexNet (Krizhevsky et al. 2012, Sec. 6:
+"averaging the predictions of five similar CNNs"): members trained from different seeds make partly
+independent errors, so the mean of their probabilities, p(x) = 1/M sum_m softmax(z_m(x)), is more
+accurate than a typical member. Here M copies of one network are trained with seeds ``seed .. seed
++ M - 1`` (different initialisation and batch order), and the accuracy of the first m members'
+average is measured for m = 1..M (:func:`cnnlab.evaluate.ensemble.combine_predictions`).
 """
 
 from __future__ import annotations

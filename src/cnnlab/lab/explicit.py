@@ -1,7 +1,7 @@
 """Explicit: LeNet-5 trained on the hand-derived backward pass and on autograd — the same curves.
 
 ``cnnlab.nn.explicit(model)`` swaps every convolution for a twin whose backward is the notes'
-derivation (seed 004): dL/dw = x ⋆ g, dL/dx = the full convolution of g with the flipped kernel,
+derivation (course lesson 6): dL/dw = x ⋆ g, dL/dx = the full convolution of g with the flipped kernel,
 dL/db = sum of g (:mod:`cnnlab.nn.conv`). Two copies of LeNet-5 start from the same weights and
 see the same batches in the same order, in float32; if the derivation is right, their training
 curves agree to float32 rounding (the explicit forward sums in a different order than oneDNN's,

@@ -126,7 +126,7 @@ _SMALL = (f"input_size < {SMALL_INPUT}: conv1 uses stride 1 and padding 5 (a 'sa
     name="alexnet", family="alexnet", paper=_PAPER, year=2012, input_size=(3, 227, 227),
     num_classes=1000, params=60_965_224,
     macs=724_406_816,  # exact conv/linear multiply-adds at 227x227 (no bias), counted by us
-    url=_URL, first_conv="features.0", classifier="classifier.6",
+    url=_URL, first_conv="features.0",
     deviations=("227x227 input instead of the text's 224x224 (224 does not give 55x55 maps)",
                 "one device: the two-GPU split is groups=2 on conv2, conv4 and conv5",
                 "adaptive average pool (identity at 227) before the classifier, as torchvision"),
@@ -141,7 +141,7 @@ def alexnet(**kwargs) -> AlexNet:
     name="alexnet_tv", family="alexnet", paper=_PAPER, year=2014, input_size=(3, 224, 224),
     num_classes=1000, params=61_100_840,
     macs=714_000_000,  # torchvision AlexNet_Weights _ops = 0.714 GFLOPS (its GFLOPS are MACs)
-    url="https://arxiv.org/abs/1404.5997", first_conv="features.0", classifier="classifier.6",
+    url="https://arxiv.org/abs/1404.5997", first_conv="features.0",
     deviations=("torchvision's one-GPU variant from 'One weird trick' (2014): 64-192-384-256-256 "
                 "convolutions, no LRN, no groups, conv1 padding 2, 224x224 input",),
     small_input=_SMALL,

@@ -92,7 +92,7 @@ class ConvNeXt(ConvNet):
         if not 0.0 <= drop_path_rate < 1.0:
             raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
         patch = 4 if stem == "imagenet" else 2
-        self.num_classes, self.stem_type = num_classes, stem
+        self.num_classes = num_classes
         norm = partial(LayerNorm2d, eps=1e-6)
         layers: list[nn.Module] = [nn.Sequential(
             nn.Conv2d(in_chans, dims[0], patch, stride=patch), norm(dims[0]))]  # (B, C0, H/4, W/4)
@@ -151,7 +151,7 @@ def _info(variant: str, params: int, macs: int, paper_gflops: float) -> ModelInf
     return ModelInfo(
         name=f"convnext_{variant}", family="convnext", paper=_PAPER, year=2022,
         input_size=(3, 224, 224), num_classes=1000, params=params, macs=macs, url=_URL,
-        first_conv="features.0.0", classifier="classifier.2",
+        first_conv="features.0.0",
         deviations=("none in the architecture; only images below 64x64 change the stem "
                     "(see small_input)",),
         small_input=(f"images below {SMALL_INPUT_BELOW}x{SMALL_INPUT_BELOW}: 2x2 stride-2 patchify "

@@ -97,7 +97,7 @@ def _info(name: str) -> ModelInfo:
         paper="Jordan, 94% on CIFAR-10 in 3.29 Seconds on a Single GPU (airbench); after Page, "
               "How to train your ResNet (2018)",
         year=2024, input_size=(1, 28, 28), num_classes=10, params=_param_count(stem, widths),
-        url="https://arxiv.org/abs/2404.00498", first_conv="stem.0", classifier="fc",
+        url="https://arxiv.org/abs/2404.00498", first_conv="stem.0",
         deviations=("3x3 learned stem instead of the frozen whitening conv",
                     "no logit scaling; widths sized for a 2-core CPU"),
         small_input="designed for 28x28/32x32; three 2x2 pools (28 -> 3, 32 -> 4), needs >= 8x8",

@@ -133,7 +133,7 @@ class BNInception(ConvNet):
           "Internal Covariate Shift", year=2015, input_size=(3, 224, 224), num_classes=1000,
     params=11_285_224,
     macs=2_032_600_064,  # exact multiply-adds at 224 (no bias), counted by us
-    url="https://arxiv.org/abs/1502.03167", first_conv="stem.conv1.conv", classifier="fc",
+    url="https://arxiv.org/abs/1502.03167", first_conv="stem.conv1.conv",
     deviations=("branch widths of Figure 5 followed where its listed outputs disagree: 4c and "
                 "4d give 608 channels (listed 576) and 4e 1056 (listed 1024)",
                 "ordinary 7x7/2 first convolution instead of a depthwise separable one",

@@ -107,7 +107,7 @@ _URL = "http://yann.lecun.com/exdb/publis/pdf/lecun-98.pdf"
 
 @register_model(ModelInfo(
     name="lenet5", family="lenet", paper=_PAPER, year=1998, input_size=(1, 32, 32), num_classes=10,
-    params=60_850, macs=416_520, url=_URL, first_conv="c1", classifier="output",
+    params=60_850, macs=416_520, url=_URL, first_conv="c1",
     deviations=("linear output layer with cross-entropy instead of the paper's fixed Euclidean RBF "
                 "units (60,000 trainable parameters as the paper counts, 60,850 with the linear output)",
                 "C3 runs as a dense convolution whose unconnected kernels are zero, so it executes "
@@ -121,7 +121,7 @@ def lenet5(**kwargs) -> LeNet5:
 
 @register_model(ModelInfo(
     name="lenet5_modern", family="lenet", paper=_PAPER, year=1998, input_size=(1, 32, 32),
-    num_classes=10, params=61_706, macs=416_520, url=_URL, first_conv="c1", classifier="output",
+    num_classes=10, params=61_706, macs=416_520, url=_URL, first_conv="c1",
     deviations=("ReLU instead of scaled tanh", "2x2 max-pooling instead of trainable subsampling",
                 "C3 fully connected to all six S2 maps", "linear output layer",
                 "default initialisation of torch instead of +-2.4/fan_in"),

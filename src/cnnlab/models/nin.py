@@ -123,7 +123,7 @@ _URL = "https://arxiv.org/abs/1312.4400"
     name="nin", family="nin", paper=_PAPER, year=2014, input_size=(3, 32, 32), num_classes=10,
     params=966_986,
     macs=222_486_528,  # exact conv multiply-adds at 32x32 (no bias), counted by us
-    url=_URL, first_conv="blocks.0.0.0", classifier="blocks.2.0.4",
+    url=_URL, first_conv="blocks.0.0.0",
     deviations=("pools use padding 1 where Caffe rounds up (same map sizes at 32x32)",
                 "global average pooling is adaptive (any input size)"),
     small_input="none needed: 28x28 gives 14 -> 7 maps, 32x32 gives 16 -> 8",
@@ -137,7 +137,7 @@ def nin(**kwargs) -> NiN:
     name="nin_imagenet", family="nin", paper=_PAPER, year=2014, input_size=(3, 224, 224),
     num_classes=1000, params=7_595_176,
     macs=1_100_188_800,  # exact conv multiply-adds at 224x224 (no bias), counted by us
-    url=_URL, first_conv="blocks.0.0.0", classifier="blocks.3.0.4",
+    url=_URL, first_conv="blocks.0.0.0",
     deviations=("ImageNet configuration from the authors' Caffe model zoo entry, not a paper "
                 "table", "global average pooling is adaptive (any input size)"),
     small_input="input_size < 64: conv1 uses stride 1 and padding 5 (a 'same' 11x11)",

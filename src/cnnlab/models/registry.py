@@ -31,7 +31,7 @@ class ModelInfo:
     macs: int | None = None  # multiply-adds at input_size (conv/linear/matmul, no bias)
     url: str = ""  # arXiv / DOI / publisher link
     first_conv: str = ""  # module path of the first convolution (for in_chans surgery)
-    classifier: str = ""  # module path of the final classifier (for reset_classifier)
+    classifier: str = ""  # leave empty: the model's own ``classifier_name`` says where it is
     deviations: tuple[str, ...] = ()  # every departure from the paper, one sentence each
     small_input: str = ""  # the documented rule used to adapt the model to small images
     extra: dict = field(default_factory=dict)  # anything family specific (e.g. params_with_aux)

@@ -76,7 +76,7 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_chs: int, planes: int, stride: int = 1, shortcut: str = "B",
-                 residual: bool = True, variant: str = "v1.5") -> None:
+                 residual: bool = True) -> None:
         super().__init__()
         self.conv1 = conv3x3(in_chs, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -153,7 +153,7 @@ class ResNet(ConvNet):
                               f"got {variant!r}")
         if stem not in ("imagenet", "small"):
             raise ConfigError(f"stem must be 'imagenet' or 'small', got {stem!r}")
-        self.num_classes, self.stem_type = num_classes, stem
+        self.num_classes = num_classes
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_chans, widths[0], 7, 2, 3, bias=False)  # (B, 64, H/2, W/2)
             self.maxpool = nn.MaxPool2d(3, 2, padding=1)  # (B, 64, H/4, W/4)
@@ -163,6 +163,7 @@ class ResNet(ConvNet):
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         in_chs, reduction = widths[0], 4 if stem == "imagenet" else 1
+        strides = dict(variant=variant) if block is Bottleneck else {}  # where a bottleneck strides
         self.feature_info = [dict(module="stem", num_chs=in_chs, reduction=reduction)]
         for i, (planes, depth) in enumerate(zip(widths, layers, strict=True)):
             stride = 1 if i == 0 else 2
@@ -170,7 +171,7 @@ class ResNet(ConvNet):
             blocks = []
             for j in range(depth):
                 blocks.append(block(in_chs, planes, stride if j == 0 else 1, shortcut, residual,
-                                    variant))
+                                    **strides))
                 in_chs = planes * block.expansion
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
             self.feature_info.append(
@@ -232,7 +233,7 @@ _V15 = ("v1.5 (torchvision): stride 2 on the bottleneck's 3x3 convolution instea
 def _info(depth: int, params: int, macs: int, paper_flops: float) -> ModelInfo:
     return ModelInfo(
         name=f"resnet{depth}", family="resnet", paper=_PAPER, year=2016, input_size=(3, 224, 224),
-        num_classes=1000, params=params, macs=macs, url=_URL, first_conv="conv1", classifier="fc",
+        num_classes=1000, params=params, macs=macs, url=_URL, first_conv="conv1",
         deviations=_DEVIATIONS + (_V15 if depth >= 50 else ()), small_input=_SMALL,
         extra=dict(paper_gmacs=paper_flops, layers=RESNET_LAYERS[depth],
                    macs_v1=macs - (231_211_008 if depth >= 50 else 0)),

@@ -14,6 +14,7 @@ run unchanged: the maps are 28, 14 and 7 pixels wide.
 
 from __future__ import annotations
 
+from cnnlab.errors import ConfigError
 from cnnlab.models.registry import ModelInfo, register_model
 from cnnlab.models.resnet import BasicBlock, ResNet
 
@@ -26,11 +27,17 @@ _PAPER = "He, Zhang, Ren & Sun, Deep Residual Learning for Image Recognition (Se
 _URL = "https://arxiv.org/abs/1512.03385"
 
 
-def _create_cifar(depth: int, residual: bool, **kwargs) -> ResNet:
-    n = CIFAR_DEPTH_N[depth]
+def cifar_net(depth: int, residual: bool = True, widths: tuple[int, ...] = (16, 32, 64),
+              **kwargs) -> ResNet:
+    """The 6n+2-layer net of Sec. 4.2 for any depth 6n + 2 (n >= 1), plain when ``residual`` is
+    False: three stages of n basic blocks of ``widths`` filters, option-A shortcuts."""
+    if (depth - 2) % 6 or depth < 8:
+        raise ConfigError(f"CIFAR-style depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...), "
+                          f"got {depth}")
+    n = (depth - 2) // 6
     kwargs.setdefault("num_classes", 10)
     kwargs.setdefault("input_size", 32)
-    return ResNet(BasicBlock, (n, n, n), widths=(16, 32, 64), stem="small",
+    return ResNet(BasicBlock, (n, n, n), widths=tuple(widths), stem="small",
                   shortcut=kwargs.pop("shortcut", "A"), residual=residual, **kwargs)
 
 
@@ -51,7 +58,7 @@ def _info(depth: int, residual: bool) -> ModelInfo:
         name=f"{kind}{depth}", family="resnet_cifar",
         paper=_PAPER, year=2016, input_size=(3, 32, 32), num_classes=10,
         params=CIFAR_PARAMS[depth], macs=_macs(CIFAR_DEPTH_N[depth]), url=_URL,
-        first_conv="conv1", classifier="fc",
+        first_conv="conv1",
         deviations=() if residual else ("no shortcuts: the paper's plain baseline of Fig. 6",),
         small_input="takes 32x32 natively; other sizes run unchanged (28x28 gives 7x7 last maps)",
         extra=dict(n=CIFAR_DEPTH_N[depth], layers=6 * CIFAR_DEPTH_N[depth] + 2,
@@ -61,49 +68,49 @@ def _info(depth: int, residual: bool) -> ModelInfo:
 
 @register_model(_info(20, True))
 def resnet20(**kwargs) -> ResNet:
-    return _create_cifar(20, True, **kwargs)
+    return cifar_net(20, True, **kwargs)
 
 
 @register_model(_info(32, True))
 def resnet32(**kwargs) -> ResNet:
-    return _create_cifar(32, True, **kwargs)
+    return cifar_net(32, True, **kwargs)
 
 
 @register_model(_info(44, True))
 def resnet44(**kwargs) -> ResNet:
-    return _create_cifar(44, True, **kwargs)
+    return cifar_net(44, True, **kwargs)
 
 
 @register_model(_info(56, True))
 def resnet56(**kwargs) -> ResNet:
-    return _create_cifar(56, True, **kwargs)
+    return cifar_net(56, True, **kwargs)
 
 
 @register_model(_info(110, True))
 def resnet110(**kwargs) -> ResNet:
-    return _create_cifar(110, True, **kwargs)
+    return cifar_net(110, True, **kwargs)
 
 
 @register_model(_info(20, False))
 def plain20(**kwargs) -> ResNet:
-    return _create_cifar(20, False, **kwargs)
+    return cifar_net(20, False, **kwargs)
 
 
 @register_model(_info(32, False))
 def plain32(**kwargs) -> ResNet:
-    return _create_cifar(32, False, **kwargs)
+    return cifar_net(32, False, **kwargs)
 
 
 @register_model(_info(44, False))
 def plain44(**kwargs) -> ResNet:
-    return _create_cifar(44, False, **kwargs)
+    return cifar_net(44, False, **kwargs)
 
 
 @register_model(_info(56, False))
 def plain56(**kwargs) -> ResNet:
-    return _create_cifar(56, False, **kwargs)
+    return cifar_net(56, False, **kwargs)
 
 
 @register_model(_info(110, False))
 def plain110(**kwargs) -> ResNet:
-    return _create_cifar(110, False, **kwargs)
+    return cifar_net(110, False, **kwargs)

@@ -85,7 +85,7 @@ class TDNN(ConvNet):
     paper=("Waibel, Hanazawa, Hinton, Shikano & Lang, Phoneme Recognition Using Time-Delay "
            "Neural Networks"),
     year=1989, input_size=(16, 15), num_classes=3, params=515, macs=13 * 8 * 48 + 9 * 3 * 40,
-    url="https://doi.org/10.1109/29.21701", first_conv="conv1", classifier="conv2",
+    url="https://doi.org/10.1109/29.21701", first_conv="conv1",
     deviations=("output sums over time are logits for cross-entropy (paper: sigmoid outputs "
                 "trained with squared error toward 0/1 targets)",),
     small_input="1D model: any sequence of at least 7 frames (3 + 5 - 1 delays) runs",

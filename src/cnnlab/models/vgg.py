@@ -139,7 +139,7 @@ def _info(name: str, cfg: str, params: int, gmacs: float, bn: bool) -> ModelInfo
         name=name, family="vgg", paper=_PAPER, year=2015,
         input_size=(3, 224, 224), num_classes=1000, params=params,
         macs=round(gmacs * 1e9),  # torchvision VGG*_Weights _ops in GFLOPS (which are MACs)
-        url=_URL, first_conv="features.0", classifier="classifier.6",
+        url=_URL, first_conv="features.0",
         deviations=("adaptive average pool before the classifier (identity at 224), as torchvision",
                     *(_BN_DEV if bn else ())),
         small_input=_SMALL,

@@ -1,4 +1,4 @@
-"""Convolution with the backward pass written by hand, as the notes derive it (seed 004).
+"""Convolution with the backward pass written by hand, as the course derives it (lesson 6).
 
 Forward:  y = x ⋆ w + b, a cross-correlation (:func:`cnnlab.nn.correlation.correlate2d`).
 Backward, given the upstream gradient g = dL/dy:

@@ -1,4 +1,4 @@
-"""Fully connected, locally connected and convolutional layers, and how they relate (seed 001).
+"""Fully connected, locally connected and convolutional layers, and how they relate (course notes).
 
 A 1x1 convolution is a fully connected layer applied at every position ("network in network");
 a locally connected layer keeps the convolution's local windows but gives every position its own

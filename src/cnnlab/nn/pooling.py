@@ -1,8 +1,8 @@
 """Pooling: max and average (torch's), LeNet's trainable subsampling, learned pooling, global average.
 
 "There are multiple types of pooling, such as max pooling or mean pooling. You can also learn a
-pooling type via back propagation" (seed 001). Two learned types are here: a per-channel mix of
-max and average, and LP pooling whose exponent p is a parameter.
+pooling type via back propagation" (the course notes on CNNs). Two learned types are here: a
+per-channel mix of max and average, and LP pooling whose exponent p is a parameter.
 """
 
 from __future__ import annotations

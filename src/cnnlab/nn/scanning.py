@@ -1,4 +1,4 @@
-"""The scanning MLP and the CNN it becomes: a time-delay neural network (seed 000).
+"""The scanning MLP and the CNN it becomes: a time-delay neural network (CMU 11-785).
 
 An MLP that reads a window of W steps of a (C, T) signal and is slid along it with stride S
 computes, at window t, MLP(x[:, tS : tS + W]). Its first layer is a Conv1d of kernel W and

@@ -1,9 +1,9 @@
 """Transposed convolution the notes' way: insert zeros, pad, convolve with the flipped kernel.
 
 "[Upsampling] adds zeros between the feature map, and then blurs it using a learned convolution
-kernel" (seed 001). The same operation is the input gradient of a convolution (seed 004:
-"backwards is convolution"), which is why :mod:`cnnlab.nn.conv` calls :func:`conv_transpose2d`
-in its hand-written backward pass.
+kernel" (the course notes on CNNs). The same operation is the input gradient of a convolution
+(the course lesson on CNN architectures: "backwards is convolution"), which is why
+:mod:`cnnlab.nn.conv` calls :func:`conv_transpose2d` in its hand-written backward pass.
 """
 
 from __future__ import annotations

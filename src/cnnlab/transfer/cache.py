@@ -1,10 +1,11 @@
 """The feature cache: a frozen backbone's outputs, computed once and memory-mapped from disk.
 
-Frozen layers give the same output every epoch (seed 003), so computing them again each epoch is
-wasted work. :func:`cached_features` runs the frozen part once over the whole split, in batches,
-writes the result to a ``.npy`` file (float32, shape ``(V, N, *feature_shape)``; V = number of
-cached augmented views, 1 without augmentation) and returns it memory-mapped
-(``numpy.load(mmap_mode="c")`` -> ``torch.from_numpy``): head training then reads only the cache.
+Frozen layers give the same output every epoch (deeplearning.ai's CNN course, week 2), so computing
+them again each epoch is wasted work. :func:`cached_features` runs the frozen part once over the
+whole split, in batches, writes the result to a ``.npy`` file (float32, shape ``(V, N,
+*feature_shape)``; V = number of cached augmented views, 1 without augmentation) and returns it
+memory-mapped (``numpy.load(mmap_mode="c")`` -> ``torch.from_numpy``): head training then reads
+only the cache.
 
 The file name carries a SHA-256 key over everything the features depend on:
 

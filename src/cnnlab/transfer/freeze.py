@@ -1,7 +1,7 @@
 """Freezing part of a network for transfer learning, and discriminative learning rates.
 
-The notes' recipe (seed 003): keep the early layers, which compute generic features, and train
-only what is specific to the new task. A *freeze policy* names what stays fixed:
+The course's recipe (deeplearning.ai's CNN course, week 2): keep the early layers, which compute
+generic features, and train only what is specific to the new task. A *freeze policy* names what stays fixed:
 
 * ``"none"``      — nothing: fine-tune every layer;
 * ``"features"``  — everything but ``stages()["head"]`` (the backbone is a fixed feature extractor);

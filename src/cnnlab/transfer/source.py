@@ -6,9 +6,10 @@ and the :class:`~cnnlab.train.config.ModelConfig` that rebuilds it:
 * a **run directory** (``config.json`` + ``model.safetensors``) carries its own model config;
 * a **weights file** (``.safetensors``, or a torch file read with ``weights_only=True``) needs the
   model name; the number of classes and input channels are read from the shapes of the weights of
-  the classifier and the first convolution (``ModelInfo.classifier`` / ``first_conv``), and keys
-  are renamed with the family's ``torchvision_key_map`` when it has one
-  (:func:`~cnnlab.models.load_torchvision_weights`), so torchvision state dicts load directly.
+  the classifier and the first convolution (the model's ``classifier_name``,
+  ``ModelInfo.first_conv``), and keys are renamed with the family's ``torchvision_key_map`` when
+  it has one (:func:`~cnnlab.models.load_torchvision_weights`), so torchvision state dicts load
+  directly.
 
 ``pretrained_source(model, tag)`` gives a network with pretrained weights by name
 (:func:`~cnnlab.models.list_weights`), with the preprocessing the target's images must get.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError, DataError
@@ -49,10 +51,11 @@ def load_source(source: str | Path, model_name: str | None = None,
                           f"with --model NAME (see `cnnlab models`)")
     info = model_info(model_name)
     state = load_state_dict_file(path)
-    probe = create_model(model_name, input_size=input_size)
+    with torch.device("meta"):  # only its module names are read: no weights to initialise
+        probe = create_model(model_name, input_size=input_size)
     if hasattr(probe, "torchvision_key_map"):
         state = probe.torchvision_key_map(state)
-    num_classes = _dim(state, f"{info.classifier}.weight", 0)
+    num_classes = _dim(state, f"{probe.classifier_name}.weight", 0)
     in_chans = _dim(state, f"{info.first_conv}.weight", 1)
     config = ModelConfig(name=model_name, num_classes=num_classes, in_chans=in_chans,
                          input_size=input_size or info.input_size[-1])
