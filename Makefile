@@ -1,6 +1,6 @@
 # cnnlab — the two commands of the README, and their set-up.
 #   make demo   set up, get Fashion-MNIST, train LeNet-5, evaluate, print test accuracy
-#   make test   set up, run the test suite
+#   make test   set up, lint (ruff), run the test suite
 # Set-up runs once: the stamp below is rebuilt only when pyproject.toml changes
 # (or when this checkout is new to the venv, since the install is editable).
 
@@ -38,7 +38,7 @@ demo: setup data
 	$(VENV)/bin/cnnlab train lenet5 --data fashion-mnist --epochs $(DEMO_EPOCHS) --seed 0 --out $(DEMO_DIR) --overwrite
 	$(VENV)/bin/cnnlab evaluate $(DEMO_DIR)
 
-test: setup data
+test: setup data lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
