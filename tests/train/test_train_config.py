@@ -14,10 +14,10 @@ from cnnlab.train.config import (
     SCHEDULES,
     RunConfig,
     apply_overrides,
-    coerce,
     field_comments,
     flatten,
 )
+from cnnlab.train.values import coerce
 
 
 @pytest.mark.parametrize("argv, message", [

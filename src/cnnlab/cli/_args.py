@@ -32,7 +32,8 @@ _EXPECTED = {int: "a whole number", float: "a number", str: "a word"}
 def _flag_type(key: str, kind):
     """An argparse type: the config's own parser and range check for ``key``."""
     from cnnlab.errors import ConfigError
-    from cnnlab.train.config import check_value, coerce, type_name
+    from cnnlab.train.config import check_value
+    from cnnlab.train.values import coerce, type_name
 
     def convert(text: str):
         try:

@@ -29,7 +29,7 @@ from torch import nn
 from cnnlab.data.datasets import InMemoryDataset, balanced_order, load_dataset
 from cnnlab.errors import ConfigError
 from cnnlab.train.checkpoint import atomic_write_text
-from cnnlab.train.config import coerce
+from cnnlab.train.values import coerce
 
 SCALES = ("quick", "default", "full")
 RESULTS_FILE = "results.json"
@@ -56,7 +56,7 @@ class Experiment:
     def resolve(self, scale: str, overrides: dict | None = None) -> dict:
         """The settings at ``scale`` (quick/full on top of default), then checked overrides: each
         is converted to the type of the setting it replaces by the run config's own parser
-        (:func:`cnnlab.train.config.coerce`; lists as ``a,b,c``)."""
+        (:func:`cnnlab.train.values.coerce`; lists as ``a,b,c``)."""
         if scale not in SCALES:
             raise ConfigError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
         resolved = dict(self.settings["default"])

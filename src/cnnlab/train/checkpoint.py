@@ -9,6 +9,7 @@ A process killed at any moment leaves either the previous or the next complete f
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -20,7 +21,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.train.config import RunConfig
+from cnnlab.train.config import ModelConfig, RunConfig
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
                    "images_per_s", "elapsed_s")
@@ -136,3 +137,28 @@ def load_run_model(run_dir: str | Path, map_location: str = "cpu") -> tuple[RunC
     model = create_model(**config.model.create_kwargs())
     load_weights(model, weights)
     return config, model.to(map_location).eval()
+
+
+def describe_model(model: nn.Module, described: ModelConfig) -> ModelConfig:
+    """The :class:`ModelConfig` that says what a model passed to the Trainer is.
+
+    ``described`` is kept when ``create_model(**described.create_kwargs())`` builds a network with
+    the same state-dict keys and shapes (a zoo model, possibly with a new head: transfer), so that
+    ``cnnlab evaluate`` can rebuild it. Anything else is named by its class and marked
+    ``registry=False``: its weights load only into the class built in Python.
+    """
+    from cnnlab.models import create_model, list_models
+
+    if described.registry and described.name in list_models():
+        try:
+            with torch.device("meta"):
+                reference = create_model(**described.create_kwargs()).state_dict()
+        except (ConfigError, TypeError, ValueError, RuntimeError):
+            reference = None
+        state = model.state_dict()
+        if reference is not None and reference.keys() == state.keys() and all(
+                reference[k].shape == state[k].shape for k in state):
+            return described
+    cls = type(model)
+    return dataclasses.replace(described, name=f"{cls.__module__}.{cls.__qualname__}",
+                               options={}, registry=False)

@@ -17,11 +17,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -32,10 +30,16 @@ from cnnlab.device import Precision, cpu_supports_bf16, measure_cpu_precision, r
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.metrics import EvalResult, evaluate_model
 from cnnlab.evaluate.tta import FlipTTA  # noqa: F401  (importable from here, its former home)
-from cnnlab.models import create_model, list_models
+from cnnlab.models import create_model
 from cnnlab.train import distributed
-from cnnlab.train.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from cnnlab.train.config import ModelConfig, RunConfig
+from cnnlab.train.checkpoint import (
+    atomic_write_text,
+    describe_model,
+    load_checkpoint,
+    save_checkpoint,
+)
+from cnnlab.train.config import RunConfig
+from cnnlab.train.loss import LossFn, cross_entropy_loss, default_loss
 from cnnlab.train.optim import (
     EMA,
     build_optimizer,
@@ -49,54 +53,8 @@ from cnnlab.train.runlog import RunLog
 __all__ = ["Trainer", "train", "lr_factor", "param_groups", "build_optimizer", "TrainingDiverged",
            "cross_entropy_loss", "describe_model"]
 
-LossFn = Callable[[object, torch.Tensor], torch.Tensor]
-
-
 class TrainingDiverged(ConfigError):
     """The loss became NaN or infinite; the run directory keeps the last good checkpoint."""
-
-
-def cross_entropy_loss(label_smoothing: float = 0.0) -> LossFn:
-    """``loss(logits, targets)``: cross-entropy in float32 (targets: labels or mixed one-hots)."""
-    def loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if not isinstance(outputs, torch.Tensor):
-            raise ConfigError("the model returns several outputs in training mode (auxiliary "
-                              "heads?): give the Trainer a loss_fn, or define model.loss(outputs, "
-                              "targets, label_smoothing) as GoogLeNet does")
-        return F.cross_entropy(outputs.float(), targets, label_smoothing=label_smoothing)
-    return loss
-
-
-def default_loss(model: nn.Module, label_smoothing: float = 0.0) -> LossFn:
-    """The model's own training loss when it defines one (``model.loss(outputs, targets,
-    label_smoothing)``: GoogLeNet adds its side classifiers), else cross-entropy."""
-    own = getattr(model, "loss", None)
-    if callable(own):
-        return lambda outputs, targets: own(outputs, targets, label_smoothing=label_smoothing)
-    return cross_entropy_loss(label_smoothing)
-
-
-def describe_model(model: nn.Module, described: ModelConfig) -> ModelConfig:
-    """The :class:`ModelConfig` that says what a model passed to the Trainer is.
-
-    ``described`` is kept when ``create_model(**described.create_kwargs())`` builds a network with
-    the same state-dict keys and shapes (a zoo model, possibly with a new head: transfer), so that
-    ``cnnlab evaluate`` can rebuild it. Anything else is named by its class and marked
-    ``registry=False``: its weights load only into the class built in Python.
-    """
-    if described.registry and described.name in list_models():
-        try:
-            with torch.device("meta"):
-                reference = create_model(**described.create_kwargs()).state_dict()
-        except (ConfigError, TypeError, ValueError, RuntimeError):
-            reference = None
-        state = model.state_dict()
-        if reference is not None and reference.keys() == state.keys() and all(
-                reference[k].shape == state[k].shape for k in state):
-            return described
-    cls = type(model)
-    return dataclasses.replace(described, name=f"{cls.__module__}.{cls.__qualname__}",
-                               options={}, registry=False)
 
 
 class Trainer:
