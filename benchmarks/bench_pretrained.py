@@ -12,6 +12,7 @@
    (modern) trained from scratch on the same images.
 
     .venv/bin/python benchmarks/bench_pretrained.py --images 512 --rounds 3 --labels 10 --test 2000
+    taskset -c 0 .venv/bin/python benchmarks/bench_pretrained.py --threads 1   # one core
 
 The load average is printed before and after: figures measured above ~1 on these 2 cores are not
 comparable (a busy core slows the two sides unequally).
@@ -64,7 +65,7 @@ def extraction(args, model, spec, precision) -> None:
             t = textbook(model, data.images, data.mean, data.std)
             start = time.perf_counter()
             cached_features(extract, model, data, Path(folder) / str(rnd), {"point": point},
-                            precision=precision, batch_size=64)
+                            precision=precision)  # cnnlab picks the batch (feature_batch_size)
             c = time.perf_counter() - start
             if rnd:
                 for (_, values), seconds in zip(times.items(), (t, c)):
@@ -131,7 +132,10 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=10, help="labels per class")
     parser.add_argument("--test", type=int, default=2000, help="test images for the accuracy part")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"{environment()['cpu']}, {torch.get_num_threads()} threads, torch {torch.__version__}; {load()}")
     pre = weights_info("efficientnet_lite0").preprocessing
     spec = TargetSpec("fashion-mnist", size=pre.crop, in_chans=3, mean=pre.mean, std=pre.std)

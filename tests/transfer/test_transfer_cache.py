@@ -179,3 +179,16 @@ def test_augmentation_is_refused_with_cached_features():
     config.augment.flip = 0.5
     with pytest.raises(ConfigError, match=r"augment.flip=0.5: .* cannot reproduce it"):
         refuse_feature_augmentation(config)
+
+
+def test_feature_batches_hold_about_four_million_values(tiny_dataset, tmp_path):
+    from cnnlab.transfer.cache import feature_batch_size
+
+    assert feature_batch_size((3, 224, 224)) == 26 and feature_batch_size((1, 28, 28)) == 256
+    assert feature_batch_size((3, 224, 224), views=10) == 8  # never fewer than 8 images
+    _, test = tiny_dataset
+    model = _lenet()
+    point, extract, _ = split_for_cache(model)
+    chosen, _ = cached_features(extract, model, test, tmp_path / "a", {"point": point})
+    small, _ = cached_features(extract, model, test, tmp_path / "b", {"point": point}, batch_size=7)
+    torch.testing.assert_close(chosen, small)  # the batch changes the speed, not the features

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from cnnlab.data.datasets import InMemoryDataset
 from cnnlab.data.loader import normalize
@@ -75,19 +77,32 @@ def cache_key(model: nn.Module, dataset: InMemoryDataset, transform: dict) -> st
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def feature_batch_size(image_shape: tuple[int, ...], views: int = 1) -> int:
+    """Images per batch for a frozen forward: about 4 million input values (26 RGB images at 224,
+    256 at 28x28), between 8 and 256. Large batches of large images spill the activations out
+    of the CPU's caches: EfficientNet-Lite0 at 224 ran 19 images/s in batches of 64 against 32 in
+    batches of 16 on one EPYC core."""
+    values = views * math.prod(image_shape)
+    return max(8, min(256, 4_000_000 // values))
+
+
 @torch.no_grad()
 def compute_features(extract: Callable[[torch.Tensor], torch.Tensor], dataset: InMemoryDataset,
                      path: Path, views: str = "none", crop_size: int | None = None,
-                     batch_size: int = 256, precision: Precision | None = None) -> Path:
+                     batch_size: int | None = None, precision: Precision | None = None) -> Path:
     """Run ``extract`` over every image (and view) in batches; write (V, N, ...) float32 to ``path``.
 
-    The file is written under a temporary name and renamed when complete (atomic).
+    The file is written under a temporary name and renamed when complete (atomic). Without a
+    ``batch_size``, batches hold about 4 million input values (:func:`feature_batch_size`).
     """
     precision = precision or resolve_precision("cpu", "fp32")
     crop = crop_size or dataset.image_shape[-1]
     num_views = NUM_VIEWS[views]
+    batch_size = batch_size or feature_batch_size(dataset.image_shape, num_views)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     out = None
+    bar = tqdm(total=len(dataset), desc="features", unit="img", leave=False, dynamic_ncols=True,
+               disable=None)  # None: shown on a terminal only
     try:
         for start in range(0, len(dataset), batch_size):
             raw = dataset.images[start:start + batch_size].to(precision.device)  # (B, C, H, W) uint8
@@ -103,10 +118,12 @@ def compute_features(extract: Callable[[torch.Tensor], torch.Tensor], dataset: I
                 shape = (num_views, len(dataset), *feats.shape[2:])
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
             out[:, start:start + b] = feats.numpy()
+            bar.update(b)
         out.flush()
         del out
         os.replace(tmp, path)
     finally:
+        bar.close()
         if tmp.exists():
             tmp.unlink()
     return path
@@ -119,7 +136,7 @@ def load_features(path: str | Path) -> torch.Tensor:
 
 def cached_features(extract: Callable[[torch.Tensor], torch.Tensor], model: nn.Module,
                     dataset: InMemoryDataset, cache_dir: str | Path, transform: dict,
-                    views: str = "none", crop_size: int | None = None, batch_size: int = 256,
+                    views: str = "none", crop_size: int | None = None, batch_size: int | None = None,
                     precision: Precision | None = None, log=None) -> tuple[torch.Tensor, bool]:
     """The frozen features of ``dataset``, from the cache when its key matches, else computed.
 
