@@ -319,7 +319,7 @@ def _info(variant: str, params: int, macs: int) -> ModelInfo:
     return ModelInfo(
         name=f"efficientnet_{variant}", family="efficientnet", paper=_PAPER, year=2019,
         input_size=(3, resolution, resolution), num_classes=1000, params=params, macs=macs,
-        url=_URL, first_conv="conv_stem", classifier="classifier", deviations=_DEVIATIONS,
+        url=_URL, first_conv="conv_stem", deviations=_DEVIATIONS,
         small_input=_SMALL,
         extra=dict(width=width, depth=depth, resolution=resolution, dropout=dropout,
                    drop_connect_rate=DROP_CONNECT_RATE,  # of the last block: 0.2 * idx / N
