@@ -212,13 +212,17 @@ def _sentence(numbers: dict) -> str:
                 "than training from scratch or pixels, as the notes say",
              1: ": they beat both baselines on one target only, so the notes' claim held in part",
              0: ": they did not beat the baselines beyond noise, contrary to the notes"}[wins]
-    gains = {t: max(acc[t]["fashion frozen"][k], acc[t]["fashion finetune"][k]) - acc[t]["scratch"][k]
-             for t in (similar, other)}
+    gains, helped = {}, {}
+    for t in (similar, other):
+        best = max(acc[t]["fashion frozen"][k], acc[t]["fashion finetune"][k])
+        gains[t] = best - acc[t]["scratch"][k]
+        helped[t] = gains[t] > _noise(best, acc[t]["scratch"][k], n_test[t])
     versus = f"({gains[similar]:+.1f} points against scratch on {similar}, {gains[other]:+.1f} on {other})"
-    if gains[similar] > 0 and gains[similar] > gains[other]:
+    if helped[similar] and gains[similar] > gains[other]:
         text += f"; the small fashion 0-4 source helped its similar target more {versus}, as the notes say"
-    elif gains[similar] <= 0 and gains[other] <= 0:
-        text += f"; the small fashion 0-4 source helped neither target at this scale {versus}"
+    elif not (helped[similar] or helped[other]):
+        text += (f"; the small fashion 0-4 source helped neither target beyond the test sets' noise "
+                 f"at this scale {versus}")
     else:
         text += (f"; the small fashion 0-4 source helped {other} at least as much as its similar "
                  f"target {versus}, contrary to the notes")
