@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 
 import pytest
 import torch
 
 from cnnlab.data import InMemoryDataset, write_idx
+from cnnlab.data import datasets as ds
 
 torch.set_num_threads(1)  # pytest-xdist runs one worker per core
 
@@ -45,3 +47,17 @@ def tiny_dataset() -> tuple[InMemoryDataset, InMemoryDataset]:
         out.append(InMemoryDataset(images.unsqueeze(1), labels.long(), tuple(map(str, range(10))),
                                    "synthetic", (0.15,), (0.25,)))
     return tuple(out)
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    """No CNNLAB_DATA, an empty user cache, no Debian folder, and no network."""
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(ds, "DEBIAN_ROOT", tmp_path / "debian")
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    return tmp_path

@@ -17,22 +17,7 @@ import pytest
 import torch
 
 from cnnlab.data import cifar, load_dataset
-from cnnlab.data import datasets as ds
 from cnnlab.errors import DataError
-
-
-@pytest.fixture
-def isolated(monkeypatch, tmp_path):
-    """No CNNLAB_DATA, an empty user cache, no Debian folder, and no network."""
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(ds, "DEBIAN_ROOT", tmp_path / "debian")
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    return tmp_path
 
 
 def _images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

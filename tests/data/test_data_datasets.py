@@ -1,5 +1,4 @@
 import os
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -8,20 +7,6 @@ import torch
 from cnnlab.data import datasets as ds
 from cnnlab.data import find_idx_dir, load_dataset, load_digits, write_idx
 from cnnlab.errors import ConfigError, DataError
-
-
-@pytest.fixture
-def isolated(monkeypatch, tmp_path):
-    """No CNNLAB_DATA, an empty user cache, no Debian folder, and no network."""
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(ds, "DEBIAN_ROOT", tmp_path / "debian")
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    return tmp_path
 
 
 def test_loads_a_split_from_data_dir(isolated, tiny_idx_dir):
