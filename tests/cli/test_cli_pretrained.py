@@ -13,6 +13,7 @@ from torchvision.io import encode_png
 
 from cnnlab.cli import main
 from cnnlab.data.datasets import labels_per_class, load_digits
+from cnnlab.models import weights_info
 from cnnlab.train import RunConfig, load_run_model, read_metrics
 from cnnlab.transfer import TargetSpec, pretrained_source, transfer
 
@@ -47,15 +48,29 @@ def test_predict_with_weights_refuses_bad_input(tmp_path, capsys):
 
 
 def test_predict_with_weights_uses_their_preprocessing(tmp_path, capsys):
-    # a grey PNG is read as RGB (grey repeated), resized to 256 and centre-cropped to 224
+    # a grey 40x60 PNG: read as RGB (grey repeated), shorter side to 256 (bicubic), centre 224,
+    # (p - 127) / 128 — computed here with torchvision's own v2 transforms as the oracle
+    from torchvision.transforms import v2
+
+    g = torch.Generator().manual_seed(0)
+    grey = torch.randint(0, 256, (1, 40, 60), generator=g, dtype=torch.uint8)
     image = tmp_path / "grey.png"
-    image.write_bytes(encode_png(torch.full((1, 40, 60), 128, dtype=torch.uint8)).numpy().tobytes())
+    image.write_bytes(encode_png(grey).numpy().tobytes())
     assert main(["predict", "efficientnet_lite0", "--weights", "imagenet", str(image),
                  "--top-k", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and lines[0] == str(image)
-    probs = [float(line.split("%")[0]) for line in lines[1:]]
-    assert probs == sorted(probs, reverse=True) and sum(probs) < 100
+    pipeline = v2.Compose([v2.Resize(256, interpolation=v2.InterpolationMode.BICUBIC,
+                                      antialias=True), v2.CenterCrop(224),
+                           v2.ToDtype(torch.float32, scale=True),
+                           v2.Normalize([127 / 255] * 3, [128 / 255] * 3)])
+    x = pipeline(grey.expand(3, -1, -1)).unsqueeze(0)
+    _, model, _ = pretrained_source("efficientnet_lite0", "imagenet")
+    classes = weights_info("efficientnet_lite0").classes
+    with torch.no_grad():
+        top = model(x).softmax(1).topk(3)
+    assert lines[1:] == [f"  {p * 100:6.2f}%  {classes[i]}"
+                         for p, i in zip(top.values[0].tolist(), top.indices[0].tolist())]
 
 
 def test_labels_per_class_is_balanced_nested_and_seeded():

