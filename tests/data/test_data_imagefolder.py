@@ -33,10 +33,11 @@ def test_image_folder_loads_classes_sizes_and_pixels(tmp_path):
 
 
 def test_grey_images_become_rgb_and_errors_are_clear(tmp_path):
-    _write(tmp_path, "train", "a", 0, (77,), size=(1, 10, 10))
-    _write(tmp_path, "test", "a", 0, (77,), size=(1, 10, 10))
+    for cls, grey in (("a", 77), ("b", 150)):
+        _write(tmp_path, "train", cls, 0, (grey,), size=(1, 10, 10))
+        _write(tmp_path, "test", cls, 0, (grey,), size=(1, 10, 10))
     ds = load_dataset("imagefolder", "train", tmp_path, image_size=8, workers=0)
-    assert ds.images.shape == (1, 3, 8, 8) and (ds.images == 77).all()
+    assert ds.images.shape == (2, 3, 8, 8) and (ds.images[0] == 77).all() and (ds.images[1] == 150).all()
     with pytest.raises(DataError, match="no train/ folder"):
         load_dataset("imagefolder", "train", tmp_path / "nothing", workers=0)
     with pytest.raises(ConfigError, match="needs --data-dir"):

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("run", metavar="RUN_OR_MODEL",
                         help="run directory written by `cnnlab train` or `cnnlab transfer`, or a "
                         "model name with --weights")
-    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, GIF, WEBP)")
+    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, GIF, WEBP, BMP)")
     parser.add_argument("--weights", default=None, metavar="TAG",
                         help="pretrained weights of the model named first, e.g. imagenet")
     parser.add_argument("--top-k", type=positive_int, default=5,

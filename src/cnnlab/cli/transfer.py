@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     target = TargetSpec(args.data, parse_classes(args.classes), data_dir=args.data_dir)
     if args.weights:
         source, model, pre = pretrained_source(args.source, args.weights)
-        target.mean, target.std = pre.mean, pre.std
+        target.use_preprocessing(pre)
         source_name = f"{args.source} ({args.weights} weights)"
     else:
         source, model = load_source(args.source, args.model, args.input_size)

@@ -1,5 +1,5 @@
-"""Data sets: in-memory uint8 tensors for the MNIST family, scikit-learn's 8x8 digits and image
-folders (decoded by DataLoader workers with torchvision.io, then held in memory).
+"""Data sets: in-memory uint8 tensors for the MNIST family, CIFAR and scikit-learn's 8x8 digits,
+and the lookup of each by name (image folders: :mod:`cnnlab.data.imagefolder`).
 
 Fashion-MNIST (and MNIST) are found, in order:
 1. ``data_dir`` / the ``CNNLAB_DATA`` environment variable,
@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 import urllib.request
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,13 +144,23 @@ def _find_file(directory: Path, stem: str) -> Path | None:
 
 
 def find_idx_dir(name: str, data_dir: str | Path | None = None, download: bool = True) -> Path:
-    """The first directory (in the documented order) holding all four IDX files of ``name``."""
+    """The first directory (in the documented order) holding all four IDX files of ``name``; with
+    ``data_dir``, that folder (or its ``name`` sub-folder) or an error naming the missing files."""
     spec = _spec(name)
     stems = [s for pair in IDX_FILES.values() for s in pair]
     searched = candidate_dirs(name, data_dir)
+    if data_dir:  # an explicit folder is used or refused, never silently replaced by another
+        searched = searched[:2]
     for directory in searched:
         if all(_find_file(directory, s) for s in stems):
             return directory
+    if data_dir:
+        best = max(searched, key=lambda d: sum(bool(_find_file(d, s)) for s in stems))
+        lacking = [s for s in stems if not _find_file(best, s)]
+        raise DataError(f"--data-dir {str(data_dir)!r} lacks {spec.name}'s "
+                        f"{', '.join(f'{best / s}[.gz]' for s in lacking)}; put "
+                        f"{'it' if len(lacking) == 1 else 'them'} there, or drop --data-dir to use "
+                        f"the cache, Debian's copy or a download")
     if download:
         return _download(spec, cache_dir() / name)
     raise _missing(spec, searched)
@@ -234,10 +243,14 @@ def load_digits(split: str = "train", test_fraction: float = 0.25, seed: int = 0
 
 
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
-                 download: bool = True, image_size: int = 64, workers: int = 2) -> InMemoryDataset:
+                 download: bool = True, image_size: int = 64, workers: int = 2, **folder):
     """Load a named data set split: ``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``,
     ``cifar100-coarse``, ``digits``, or ``imagefolder`` (``data_dir`` holds ``train/`` and
-    ``test/`` or ``val/``, one sub-folder per class)."""
+    ``test/`` or ``val/``, one sub-folder per class; ``folder`` holds the other keyword arguments
+    of :func:`cnnlab.data.imagefolder.load_image_folder`: streaming, hold-out, bad files).
+
+    Returns an :class:`InMemoryDataset`, or for a streamed image folder a
+    :class:`cnnlab.data.stream.FileImageDataset` with the same face."""
     if name == "digits":
         return load_digits(split)
     if name in CIFAR_NAMES:
@@ -250,68 +263,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
         if data_dir is None:
             raise ConfigError("data.name=imagefolder needs --data-dir: a folder with train/ and "
                               "test/ (or val/) sub-folders of class folders")
-        return load_image_folder(data_dir, split, image_size, workers)
+        from cnnlab.data.imagefolder import load_image_folder
+
+        return load_image_folder(data_dir, split, image_size, workers, **folder)
     return load_idx_dataset(name, split, data_dir, download)
-
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp")
-
-
-def _split_dir(root: Path, split: str) -> Path:
-    names = ("train",) if split == "train" else ("test", "val", "valid")
-    for name in names:
-        if (root / name).is_dir():
-            return root / name
-    raise DataError(f"{str(root)!r} has no {' or '.join(f'{n}/' for n in names)} folder; an image "
-                    f"folder holds train/ and test/ (or val/), each with one folder per class")
-
-
-class ImageFolderDataset(torch.utils.data.Dataset):
-    """(uint8 image (3, S, S), label) pairs from ``root/<class>/<file>``, classes sorted by name."""
-
-    def __init__(self, root: str | Path, image_size: int, classes: list[str] | None = None) -> None:
-        root = Path(root)
-        self.classes = classes or sorted(d.name for d in root.iterdir() if d.is_dir())
-        self.samples = [(f, label) for label, c in enumerate(self.classes) if (root / c).is_dir()
-                        for f in sorted((root / c).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
-        if not self.samples:
-            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {str(root)!r}/<class>/")
-        self.image_size = image_size
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
-        from torchvision.io import ImageReadMode, decode_image
-        from torchvision.transforms.v2 import functional as TF
-
-        try:
-            with warnings.catch_warnings():  # torchvision 0.29 points to torchcodec; io still works
-                warnings.simplefilter("ignore", DeprecationWarning)
-                image = decode_image(str(path), mode=ImageReadMode.RGB)  # (3, H, W) uint8
-        except RuntimeError as err:
-            raise DataError(f"cannot decode image {str(path)!r}: {err}") from None
-        image = TF.resize(image, [self.image_size], antialias=True)  # short side -> image_size
-        return TF.center_crop(image, [self.image_size, self.image_size]), label
-
-
-def load_image_folder(root: str | Path, split: str = "train", image_size: int = 64,
-                      workers: int = 2) -> InMemoryDataset:
-    """One split of an image folder (``root/<split>/<class>/<image>``) as an
-    :class:`InMemoryDataset`: files decoded with ``torchvision.io`` by DataLoader worker
-    processes, the short side resized to ``image_size`` and the centre square cropped (RGB;
-    grey images repeated). Mean and std are those of the training split."""
-    root = Path(root)
-    classes = sorted(d.name for d in _split_dir(root, "train").iterdir() if d.is_dir())
-    stats = {}
-    for part in dict.fromkeys(["train", split]):
-        dataset = ImageFolderDataset(_split_dir(root, part), image_size, classes)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=64, num_workers=workers)
-        images, labels = zip(*loader)
-        stats[part] = torch.cat(images), torch.cat(labels).long()
-    train = stats["train"][0].float() / 255
-    mean = tuple(train.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(train.std(dim=(0, 2, 3)).tolist())
-    images, labels = stats[split]
-    return InMemoryDataset(images.contiguous(), labels, tuple(classes), root.name, mean, std)

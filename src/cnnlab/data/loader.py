@@ -5,7 +5,9 @@ the current one trains; ``prefetch=0`` turns it off. With ``seed`` the order of 
 augmentation of batch i are drawn from generators seeded by (seed, e) and (seed, e, i, rank):
 no generator state to carry, so a run resumes at any batch (``start_step``) exactly. With
 ``world_size`` > 1 each process takes every ``world_size``-th example of each global batch
-(DistributedSampler's sharding, applied per batch).
+(DistributedSampler's sharding, applied per batch). A data set that streams from files
+(:class:`cnnlab.data.stream.FileImageDataset`) gets the same index batches and decodes them in its
+worker processes: the same order, shards and resume point.
 """
 
 from __future__ import annotations
@@ -83,12 +85,31 @@ class InMemoryLoader:
             return torch.randperm(n, generator=generator)
         return torch.randperm(n, generator=self.generator)
 
+    def _images(self, indices: list[torch.Tensor], start: int
+                ) -> Iterator[tuple[torch.Tensor, torch.Generator | None]]:
+        """(uint8 batch, its generator) for each of ``indices``: sliced from memory, or decoded
+        from files by the data set's workers (training transform seeded per example if shuffled)."""
+        ds = self.dataset
+        generators = (self.batch_generator(i) if self.seed is not None else self.generator
+                      for i in range(start, start + len(indices)))
+        if not hasattr(ds, "stream"):
+            for index, g in zip(indices, generators):
+                yield ds.take(index, g if self.shuffle else None), g  # (B, C, H, W) uint8
+            return
+        seeds = None
+        if self.shuffle:
+            from cnnlab.data.stream import sample_seeds
+
+            base = self.seed if self.seed is not None else int(
+                torch.randint(2**31, (1,), generator=self.generator))
+            seeds = [sample_seeds(base, self.epoch, index) for index in indices]
+        yield from zip(ds.stream(indices, seeds, pin_memory=self.device.type == "cuda"), generators)
+
     def _batches(self, order: torch.Tensor, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         ds = self.dataset
-        for i in range(start, len(self)):
-            index = order[i * self.batch_size:(i + 1) * self.batch_size][self.rank::self.world_size]
-            g = self.batch_generator(i) if self.seed is not None else self.generator
-            images = ds.take(index, g if self.shuffle else None)  # (B, C, H, W) uint8
+        indices = [order[i * self.batch_size:(i + 1) * self.batch_size][self.rank::self.world_size]
+                   for i in range(start, len(self))]
+        for index, (images, g) in zip(indices, self._images(indices, start)):
             images = images.to(self.device, non_blocking=True)
             labels = ds.labels[index].to(self.device, non_blocking=True)  # (B,)
             if self.transform is not None:

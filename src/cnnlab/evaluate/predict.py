@@ -7,9 +7,9 @@ precision's device, dtype and memory format, float32 logits back on the CPU. Ima
 cut into views (:func:`cnnlab.evaluate.tta.tta_views`) and normalised with the data set's mean and
 std; float inputs (cached features, :class:`cnnlab.transfer.FeatureDataset`) go in as they are.
 
-An image file is decoded with ``torchvision.io.decode_image`` (PNG, JPEG, GIF, WEBP), converted to the
-model's channels by the decoder (``ImageReadMode.GRAY``: ITU-R 601 luma; ``RGB``: grey repeated,
-alpha dropped), then resized so its shorter side equals ``resize`` (antialiased; bilinear unless
+An image file is decoded by :func:`cnnlab.data.images.decode_image_file`, the image folders'
+decoder (torchvision.io, PIL for what it cannot read; 16-bit scaled to 0-255; converted to the
+model's channels: ITU-R 601 luma for grey, grey repeated for RGB, alpha dropped), then resized so its shorter side equals ``resize`` (antialiased; bilinear unless
 the weights ask for bicubic) and centre-cropped to ``size`` x ``size``. For a run, ``resize`` is
 the model's input size — the training transform of the in-memory data sets, whose images are
 already square at that size; pretrained weights bring their own (``Preprocessing``: e.g. resize
@@ -19,15 +19,14 @@ refused with a :class:`~cnnlab.errors.DataError` naming the file.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 
 from cnnlab.data.datasets import InMemoryDataset
+from cnnlab.data.images import decode_image_file
 from cnnlab.data.loader import normalize
 from cnnlab.device import Precision, resolve_precision
 from cnnlab.errors import ConfigError, DataError
@@ -58,8 +57,7 @@ def predict(model: nn.Module, dataset, tta: str = "none", crop_size: int | None 
     model.eval()
     outputs = []
     try:
-        for start in range(0, len(dataset), step):
-            raw = dataset.take(torch.arange(start, min(start + step, len(dataset))))
+        for raw in _raw_batches(dataset, step):
             raw = raw.to(precision.device)  # (B, C, H, W) uint8, or (B, ...) float features
             if raw.dtype == torch.uint8:
                 batch = tta_views(raw, tta, crop)  # (V, B, C, h, w)
@@ -76,6 +74,15 @@ def predict(model: nn.Module, dataset, tta: str = "none", crop_size: int | None 
     return torch.cat(outputs, dim=1)
 
 
+def _raw_batches(dataset, step: int):
+    """The examples in order, ``step`` at a time: sliced (``take``), or decoded by the workers of
+    a data set that streams from files."""
+    indices = list(torch.arange(len(dataset)).split(step))
+    if hasattr(dataset, "stream"):
+        return dataset.stream(indices)
+    return (dataset.take(index) for index in indices)
+
+
 def load_image(path: str | Path, in_chans: int, size: int, resize: int | None = None,
                interpolation: str = "bilinear") -> torch.Tensor:
     """Decode an image file to uint8 (in_chans, size, size) as described in the module docstring."""
@@ -84,17 +91,7 @@ def load_image(path: str | Path, in_chans: int, size: int, resize: int | None = 
         raise DataError(f"image {str(path)!r} does not exist")
     if in_chans not in (1, 3):
         raise DataError(f"the model takes {in_chans}-channel inputs; predict reads grey or RGB images")
-    try:
-        with warnings.catch_warnings():  # torchvision 0.29 warns that decoding moves to torchcodec
-            warnings.simplefilter("ignore", DeprecationWarning)
-            data = read_file(str(path))
-            image = decode_image(data, mode=ImageReadMode.GRAY if in_chans == 1 else ImageReadMode.RGB)
-    except (RuntimeError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot read {str(path)!r} as an image (PNG, JPEG, GIF or WEBP): "
-                        f"{reason}") from None
-    if image.ndim == 4:  # an animated GIF: its first frame
-        image = image[0]
+    image = decode_image_file(path, in_chans)  # (C, H, W) uint8, the image folders' decoder
     mode = TF.InterpolationMode(interpolation)
     image = TF.resize(image, resize or size, interpolation=mode, antialias=True)  # shorter side
     return TF.center_crop(image, [size, size]).contiguous()  # (C, size, size) uint8

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnlab.data.imagefolder import BAD_IMAGE_CHOICES, IN_MEMORY_CHOICES
 from cnnlab.errors import ConfigError
 from cnnlab.train.values import Range, coerce
 
@@ -59,7 +60,19 @@ class DataConfig:
     workers: int = 2  # imagefolder: DataLoader worker processes decoding files
     prefetch: int = 2  # batches prepared ahead by the background producer (0 = none)
     labels_per_class: int = 0  # train on a seeded, class-balanced subset of this many per class (0 = all)
-    subset_seed: int = 0  # seed of that subset, apart from train.seed: every run sees the same images
+    subset_seed: int = 0  # seed of that subset and of val_fraction's hold-out, apart from train.seed
+    in_memory: str = "auto"  # imagefolder: true (decode once), false (stream the files), auto (true when it fits memory_budget_gb)
+    memory_budget_gb: float = 4.0  # imagefolder, in_memory=auto: the most a decoded split may take in memory
+    val_fraction: float = 0.1  # imagefolder without test/: hold out this fraction of each class of train/ (seeded)
+    bad_images: str = "error"  # imagefolder: error (stop at the first unreadable file) or skip (leave them out, say how many)
+
+    def loader_kwargs(self) -> dict:
+        """Keyword arguments of :func:`cnnlab.data.load_dataset` for this data: the one place
+        that says how a run's data is read, for training and for every reload of the run."""
+        return dict(data_dir=self.data_dir, download=self.download, image_size=self.image_size,
+                    workers=self.workers, in_memory=self.in_memory,
+                    memory_budget_gb=self.memory_budget_gb, val_fraction=self.val_fraction,
+                    split_seed=self.subset_seed, bad_images=self.bad_images)
 
 
 @dataclass
@@ -124,7 +137,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PAD_MODES = ("zeros", "reflect")
 # The keys whose value is one of a list: validate() checks them, the CLI's flags offer them.
 CHOICES = {"train.optimizer": OPTIMIZERS, "train.schedule": SCHEDULES,
-           "train.precision": PRECISIONS, "augment.pad_mode": PAD_MODES}
+           "train.precision": PRECISIONS, "augment.pad_mode": PAD_MODES,
+           "data.in_memory": IN_MEMORY_CHOICES, "data.bad_images": BAD_IMAGE_CHOICES}
 
 
 POSITIVE, NON_NEGATIVE, PROBABILITY, FRACTION = Range(0, low_open=True), Range(0), Range(0, 1), \
@@ -133,7 +147,8 @@ POSITIVE, NON_NEGATIVE, PROBABILITY, FRACTION = Range(0, low_open=True), Range(0
 RANGES = {
     "model.num_classes": Range(1), "model.in_chans": Range(1), "model.input_size": Range(1),
     "data.image_size": Range(1), "data.workers": NON_NEGATIVE, "data.prefetch": NON_NEGATIVE,
-    "data.labels_per_class": NON_NEGATIVE, "train.epochs": Range(1), "train.batch_size": Range(1),
+    "data.labels_per_class": NON_NEGATIVE, "data.memory_budget_gb": POSITIVE,
+    "data.val_fraction": FRACTION, "train.epochs": Range(1), "train.batch_size": Range(1),
     "train.lr": POSITIVE, "train.momentum": FRACTION, "train.weight_decay": NON_NEGATIVE,
     "train.warmup_epochs": NON_NEGATIVE, "train.step_epochs": NON_NEGATIVE,
     "train.step_gamma": POSITIVE, "train.final_lr_fraction": PROBABILITY,

@@ -91,13 +91,13 @@ class Trainer:
             torch.set_num_threads(t.threads)
         if t.deterministic:
             torch.use_deterministic_algorithms(True)
-        source = (d.data_dir, d.download, d.image_size, d.workers)
+        source = dict(d.loader_kwargs(), log=self.log)
         if train_set is None:  # a given train_set is used as it is (transfer subsets its own)
-            train_set = load_dataset(d.name, "train", *source)
+            train_set = load_dataset(d.name, "train", **source)
             if d.labels_per_class:
                 train_set = labels_per_class(train_set, d.labels_per_class, d.subset_seed)
         self.train_set = train_set
-        self.test_set = test_set or load_dataset(d.name, "test", *source)
+        self.test_set = test_set or load_dataset(d.name, "test", **source)
         config = config.resolve(train_set.num_classes, train_set.image_shape[0],
                                 train_set.image_shape[-1])
         torch.manual_seed(t.seed)
@@ -192,9 +192,14 @@ class Trainer:
 
     def _augmenter(self, config: RunConfig) -> Augmenter | None:
         a, ds = config.augment, self.train_set
+        if not isinstance(ds, InMemoryDataset):  # streamed files: RandomResizedCrop and flip done
+            a = dataclasses.replace(a, crop_pad=0, flip=0.0)
         if not a.enabled():
             return None
-        eigen = rgb_eigen(ds.images) if a.pca_lighting and ds.image_shape[0] == 3 else None
+        eigen = None
+        if a.pca_lighting and ds.image_shape[0] == 3:  # streamed: the first 512 images' colours
+            eigen = rgb_eigen(ds.images if isinstance(ds, InMemoryDataset)
+                              else ds.take(torch.arange(min(len(ds), 512))))
         return Augmenter(a, ds.mean, ds.std, ds.num_classes, eigen)
 
     def _choose_precision(self, model: nn.Module, device: torch.device,

@@ -100,6 +100,24 @@ class TargetSpec:
     data_dir: str | None = None  # where the data set's files are
     mean: tuple[float, ...] | None = None  # normalisation (pixels in [0, 1]); None: the data's
     std: tuple[float, ...] | None = None  # None: the data set's own statistics
+    options: dict | None = None  # other load_dataset keywords: the run's data section (image folders)
+
+    def use_preprocessing(self, pre) -> None:
+        """Prepare images as pretrained weights expect (a ``Preprocessing``): their mean and std,
+        and for an image folder their resize and crop, applied when the files are decoded."""
+        self.mean, self.std = pre.mean, pre.std
+        if self.name == "imagefolder":
+            self.size = pre.crop
+            self.options = {**(self.options or {}), "resize": pre.resize,
+                            "interpolation": pre.interpolation}
+
+    def _load_dataset(self, split: str, download: bool):
+        """The split as stored; an image folder is decoded at the target's size and channels."""
+        options = dict(self.options or {})
+        if self.name == "imagefolder":
+            options.update({k: v for k, v in (("image_size", self.size), ("in_chans", self.in_chans))
+                            if v is not None})
+        return load_dataset(self.name, split, self.data_dir, download, **options)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,6 +139,10 @@ class TargetSpec:
             dataset = select_classes(dataset, self.classes)
         if labels_per_class:
             dataset = balanced_subset(dataset, labels_per_class, subset_seed)
+        if not isinstance(dataset, InMemoryDataset):  # streamed files: decoded at size and channels
+            chans = dataset.image_shape[0]
+            return dataset.with_stats(self.mean or _per_channel(dataset.mean, chans),
+                                      self.std or _per_channel(dataset.std, chans))
         images = dataset.images
         widen = self.in_chans is not None and self.in_chans > images.shape[1]
         if self.in_chans is not None and not widen:
@@ -140,7 +162,7 @@ class TargetSpec:
     def reference(self, split: str = "test", download: bool = True
                   ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...]]:
         """(class names, mean, std) of the transformed data, without resizing any image."""
-        dataset = load_dataset(self.name, split, self.data_dir, download)
+        dataset = self._load_dataset(split, download)
         if self.classes is not None:
             dataset = select_classes(dataset, self.classes)
         chans = self.in_chans or dataset.image_shape[0]
@@ -150,5 +172,4 @@ class TargetSpec:
     def load(self, split: str, download: bool = True, labels_per_class: int = 0,
              subset_seed: int = 0) -> InMemoryDataset:
         """Load ``split`` of the named data set and transform it (see :meth:`transform`)."""
-        return self.transform(load_dataset(self.name, split, self.data_dir, download),
-                              labels_per_class, subset_seed)
+        return self.transform(self._load_dataset(split, download), labels_per_class, subset_seed)

@@ -52,11 +52,21 @@ def read_target(run_dir: str | Path) -> TargetSpec | None:
 
 
 def run_test_spec(run_dir: str | Path, config: RunConfig, data_dir: str | None = None) -> TargetSpec:
-    """How to load a run's evaluation data: its transfer target, else its config's data set."""
-    target = read_target(run_dir) or TargetSpec(config.data.name, data_dir=config.data.data_dir)
+    """How to load a run's evaluation data: its transfer target, else its config's data set
+    read as training read it (the whole data section: an image folder's size, streaming,
+    hold-out)."""
+    target = read_target(run_dir) or TargetSpec(config.data.name, data_dir=config.data.data_dir,
+                                                options=data_options(config))
     if data_dir:
         target.data_dir = data_dir
     return target
+
+
+def data_options(config: RunConfig) -> dict:
+    """The run's ``load_dataset`` keywords other than where the files are."""
+    options = config.data.loader_kwargs()
+    del options["data_dir"], options["download"]
+    return options
 
 
 def refuse_feature_augmentation(config: RunConfig) -> None:
@@ -110,10 +120,15 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
     if cache_features:
         refuse_feature_augmentation(config)
     target = dataclasses.replace(target, size=target.size or source.input_size,
-                                 in_chans=target.in_chans or source.in_chans)
+                                 in_chans=target.in_chans or source.in_chans,
+                                 options={**data_options(config), **(target.options or {})})
     train_set = target.load("train", labels_per_class=config.data.labels_per_class,
                             subset_seed=config.data.subset_seed)
     test_set = target.load("test")
+    if cache_features and not hasattr(train_set, "images"):
+        raise ConfigError("--cache-features runs the backbone once over images held in memory, but "
+                          "this image folder streams from its files: set data.in_memory=true (or a "
+                          "larger data.memory_budget_gb), or fine-tune without --cache-features")
     if not resume:
         torch.manual_seed(config.train.seed)  # the new head's initial weights: same seed, same run
         model.reset_classifier(train_set.num_classes)
