@@ -133,6 +133,10 @@ def load_image_folder(root: str | Path, split: str = "train", image_size: int = 
         raise ConfigError(f"data.in_memory must be one of {', '.join(IN_MEMORY_CHOICES)}, "
                           f"got {in_memory!r}")
     root, chans = Path(root), in_chans or 3
+    if (root / "train").is_dir() and _test_dir(root) is None and 0 < val_fraction < 1:
+        log(f"image folder {root.name}: no test/ folder, so {val_fraction:.0%} of each class of "
+            f"train/ is held out for testing (data.val_fraction={val_fraction:g}, seed "
+            f"data.subset_seed={split_seed})")
     splits = {}
     for part in dict.fromkeys(["train", split]):
         files, labels, classes = list_folder(root, part, val_fraction, split_seed)

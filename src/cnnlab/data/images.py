@@ -89,8 +89,8 @@ def decode_image_file(path: str | Path, in_chans: int = 3) -> torch.Tensor:
         return _decode_pil(path, in_chans)
     except Exception as err:  # PIL raises UnidentifiedImageError, OSError, ValueError, ...
         reason = _reason(first_error or err)
-        raise DataError(f"cannot decode image {str(path)!r} ({reason}); replace or remove the "
-                        f"file, or set data.bad_images=skip to leave it out") from None
+        raise DataError(f"cannot read {str(path)!r} as an image ({reason}); replace or remove "
+                        f"the file") from None
 
 
 def header_ok(path: Path) -> str | None:

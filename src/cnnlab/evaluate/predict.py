@@ -9,12 +9,12 @@ std; float inputs (cached features, :class:`cnnlab.transfer.FeatureDataset`) go 
 
 An image file is decoded by :func:`cnnlab.data.images.decode_image_file`, the image folders'
 decoder (torchvision.io, PIL for what it cannot read; 16-bit scaled to 0-255; converted to the
-model's channels: ITU-R 601 luma for grey, grey repeated for RGB, alpha dropped), then resized so its shorter side equals ``resize`` (antialiased; bilinear unless
-the weights ask for bicubic) and centre-cropped to ``size`` x ``size``. For a run, ``resize`` is
-the model's input size — the training transform of the in-memory data sets, whose images are
-already square at that size; pretrained weights bring their own (``Preprocessing``: e.g. resize
-256, crop 224). Files that are missing or that do not decode are
-refused with a :class:`~cnnlab.errors.DataError` naming the file.
+model's channels: ITU-R 601 luma for grey, grey repeated for RGB, alpha dropped), then resized
+so its shorter side equals ``resize`` (antialiased; bilinear unless the weights ask for bicubic)
+and centre-cropped to ``size`` x ``size``. For a run, ``resize`` is the model's input size — the
+training transform of the in-memory data sets, whose images are already square at that size;
+pretrained weights bring their own (``Preprocessing``: e.g. resize 256, crop 224). Files that are
+missing or that do not decode are refused with a :class:`~cnnlab.errors.DataError` naming the file.
 """
 
 from __future__ import annotations

@@ -61,10 +61,10 @@ class DataConfig:
     prefetch: int = 2  # batches prepared ahead by the background producer (0 = none)
     labels_per_class: int = 0  # train on a seeded, class-balanced subset of this many per class (0 = all)
     subset_seed: int = 0  # seed of that subset and of val_fraction's hold-out, apart from train.seed
-    in_memory: str = "auto"  # imagefolder: true (decode once), false (stream the files), auto (true when it fits memory_budget_gb)
-    memory_budget_gb: float = 4.0  # imagefolder, in_memory=auto: the most a decoded split may take in memory
-    val_fraction: float = 0.1  # imagefolder without test/: hold out this fraction of each class of train/ (seeded)
-    bad_images: str = "error"  # imagefolder: error (stop at the first unreadable file) or skip (leave them out, say how many)
+    in_memory: str = "auto"  # imagefolder: true (decode once), false (stream files), auto (true if it fits)
+    memory_budget_gb: float = 4.0  # imagefolder, in_memory=auto: the most a decoded split may hold
+    val_fraction: float = 0.1  # imagefolder without test/: fraction of each train/ class held out
+    bad_images: str = "error"  # imagefolder: error (stop at an unreadable file) or skip (leave it out)
 
     def loader_kwargs(self) -> dict:
         """Keyword arguments of :func:`cnnlab.data.load_dataset` for this data: the one place
