@@ -77,7 +77,8 @@ def decode_image_file(path: str | Path, in_chans: int = 3) -> torch.Tensor:
         try:
             with warnings.catch_warnings():  # torchvision 0.29 points to torchcodec; io still works
                 warnings.simplefilter("ignore", DeprecationWarning)
-                image = decode_image(read_file(str(path)), mode=ImageReadMode.UNCHANGED)
+                mode = ImageReadMode.GRAY if in_chans == 1 else ImageReadMode.RGB  # palette too
+                image = decode_image(read_file(str(path)), mode=mode)
             if image.ndim == 4:  # an animated GIF: its first frame
                 image = image[0]
             return _to_channels(_to_uint8(image), in_chans).contiguous()
