@@ -6,6 +6,9 @@ difficulty ("degradation") — while ResNet-56 trains to lower error than ResNet
 the CIFAR nets of Sec. 4.2 (6n + 2 layers, option-A shortcuts, equal parameter counts), trained
 here on Fashion-MNIST (28x28 maps) with one recipe for all; depths not in the zoo (e.g. 8 or 14
 for ``--quick``) come from the zoo's own builder, :func:`cnnlab.models.resnet_cifar.cifar_net`.
+``--full`` is the paper's own setting (Sec. 4.2): CIFAR-10, SGD with lr 0.1, momentum 0.9, weight
+decay 1e-4, batch 128, the lr divided by 10 at 32k and 48k iterations, stopped at 64k (164 epochs
+of 391 steps), 4-pixel padding + random 32x32 crop + horizontal flip, depths 20, 32, 44 and 56.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ __all__ = ["EXPERIMENT", "cifar_net", "run"]
 
 def run(ctx: LabContext) -> Outcome:
     s = ctx.settings
-    train = ctx.data("fashion-mnist", "train", s["n_train"])
-    test = ctx.data("fashion-mnist", "test", s["n_test"])
+    train = ctx.data(s["data"], "train", s["n_train"])
+    test = ctx.data(s["data"], "test", s["n_test"])
     numbers = dict(models={})
     for i, depth in enumerate(s["depths"]):
         for kind in ("plain", "resnet"):
@@ -28,7 +31,9 @@ def run(ctx: LabContext) -> Outcome:
             model = cifar_net(depth, kind == "resnet", s["widths"], num_classes=train.num_classes,
                               in_chans=train.image_shape[0], input_size=train.image_shape[-1])
             history = ctx.train(model, name, train, test, s["epochs"], s["lr"], s["batch_size"],
-                                weight_decay=s["weight_decay"], seed_offset=i)
+                                weight_decay=s["weight_decay"], seed_offset=i,
+                                schedule=s["schedule"], step_epochs=s["step_epochs"],
+                                augment=dict(crop_pad=s["crop_pad"], flip=s["flip"]))
             numbers["models"][name] = dict(
                 depth=depth, residual=kind == "resnet",
                 params=sum(p.numel() for p in model.parameters()),
@@ -89,11 +94,15 @@ EXPERIMENT = Experiment(
     name="depth",
     claim="deeper plain networks train worse (degradation); residual networks do not",
     settings=dict(
-        default=dict(depths=[20, 56], widths=[16, 32, 64], n_train=5000, n_test=1000, epochs=5,
-                     lr=0.05, batch_size=128, weight_decay=1e-4),
+        default=dict(data="fashion-mnist", depths=[20, 56], widths=[16, 32, 64], n_train=5000,
+                     n_test=1000, epochs=5, lr=0.05, batch_size=128, weight_decay=1e-4,
+                     schedule="cosine", step_epochs=[], crop_pad=0, flip=0.0),
         quick=dict(depths=[8, 14], widths=[4, 8, 16], n_train=200, n_test=80, epochs=1,
                    batch_size=50),
-        full=dict(n_train=60000, n_test=10000, epochs=30, lr=0.1),
+        # He et al. Sec. 4.2: 50k images / 128 = 391 steps an epoch; lr / 10 at 32k and 48k steps
+        full=dict(data="cifar10", depths=[20, 32, 44, 56], n_train=50000, n_test=10000,
+                  epochs=164, lr=0.1, schedule="step", step_epochs=[32000 / 391, 48000 / 391],
+                  crop_pad=4, flip=0.5),
     ),
     run=run,
 )
