@@ -38,26 +38,26 @@ class _Decode(torch.utils.data.Dataset):
 
     def __init__(self, files: Sequence[str], in_chans: int, size: int, resize: int,
                  interpolation: str) -> None:
-        self.files, self.in_chans, self.size, self.resize = files, in_chans, size, resize
-        self.interpolation = interpolation
+        from torchvision.transforms import v2
+
+        self.files, self.in_chans = files, in_chans
+        mode = v2.InterpolationMode(interpolation)
+        self.train = v2.Compose([v2.RandomResizedCrop(size, interpolation=mode, antialias=True),
+                                 v2.RandomHorizontalFlip()])
+        self.eval = v2.Compose([v2.Resize(resize, interpolation=mode, antialias=True),
+                                v2.CenterCrop(size)])
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, item: tuple[int, int | None]) -> torch.Tensor:
-        from torchvision.transforms import v2
-
         index, seed = item
         image = decode_image_file(self.files[index], self.in_chans)  # (C, H, W) uint8
-        mode = v2.InterpolationMode(self.interpolation)
         if seed is None:
-            image = v2.functional.resize(image, [self.resize], interpolation=mode, antialias=True)
-            return v2.functional.center_crop(image, [self.size, self.size]).contiguous()
-        train = v2.Compose([v2.RandomResizedCrop(self.size, interpolation=mode, antialias=True),
-                            v2.RandomHorizontalFlip()])
+            return self.eval(image).contiguous()  # (C, size, size)
         with torch.random.fork_rng(devices=[]):  # v2 draws from the global generator
             torch.manual_seed(seed)
-            return train(image).contiguous()
+            return self.train(image).contiguous()  # (C, size, size)
 
 
 class _Batches(torch.utils.data.Sampler):
