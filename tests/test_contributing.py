@@ -105,7 +105,7 @@ def test_only_the_trainer_steps_an_optimizer():
         if path.is_relative_to(SRC / "train"):
             continue
         text = path.read_text()
-        if path.name in ("bench_train_speed.py", "bench_image_pipeline.py"):  # the baseline: the textbook loop, named as such
+        if path.name in ("bench_train_speed.py", "bench_image_pipeline.py"):  # the textbook loop
             baseline = next(fn for fn in ast.walk(ast.parse(text))
                             if isinstance(fn, ast.FunctionDef) and fn.name == "textbook")
             text = text.replace(ast.get_source_segment(text, baseline), "")

@@ -149,3 +149,18 @@ def test_lookup_order_and_the_checked_download(isolated, monkeypatch):
     assert len(load_dataset("cifar10", "test")) == 2
     assert (isolated / "fresh" / "cnnlab" / "cifar10" / "cifar-10-batches-bin").is_dir()
     assert not list((isolated / "fresh" / "cnnlab" / "cifar10").glob("*.part"))
+
+
+def test_an_explicit_data_dir_is_used_or_refused(isolated):
+    """A complete copy in the cache is not read in place of an explicit --data-dir that lacks files."""
+    from cnnlab.data.datasets import cache_dir
+
+    _write_cifar10(cache_dir() / "cifar10", "binary")
+    assert len(load_dataset("cifar10", "test")) == 6  # found in the cache without --data-dir
+    _write_cifar10(isolated / "part", "binary")
+    (isolated / "part" / "cifar-10-batches-bin" / "test_batch.bin").unlink()
+    with pytest.raises(DataError, match=r"part.*lacks test_batch\.bin"):
+        load_dataset("cifar10", "train", data_dir=isolated / "part")
+    (isolated / "empty").mkdir()
+    with pytest.raises(DataError, match=r"holds neither cifar-10-batches-bin/ nor cifar-10-batches-py/"):
+        load_dataset("cifar10", "train", data_dir=isolated / "empty", download=False)

@@ -270,6 +270,9 @@ CASES = [
     # -- streaming, and the in-memory decision --------------------------------------------------
     Case("g-stream", f"{TRAIN} --data-dir imgs/good --set data.in_memory=false --out runs/s", 0,
          ("streaming", "test accuracy")),
+    Case("g-stream-crop", f"{TRAIN} --data-dir imgs/good --set data.in_memory=false "
+         "--set augment.crop_pad=2 --set augment.rotate=5 --out runs/s", 0,
+         ("RandomResizedCrop", "augment.crop_pad=2", "not applied", "test accuracy")),
     Case("g-auto-big", f"{TRAIN} --data-dir imgs/good --set data.memory_budget_gb=0.00001 "
          "--out runs/s", 0, ("exceeds data.memory_budget_gb", "streaming")),
     Case("g-auto-fits", f"{TRAIN} --data-dir imgs/good --out runs/s", 0,

@@ -152,11 +152,26 @@ def find_cifar(spec: CifarSpec, data_dir: str | Path | None = None, download: bo
                ) -> tuple[Path, str]:
     """(folder, "binary" or "python") of the first layout found in the documented order."""
     searched = candidate_dirs(spec.name.split("-")[0], data_dir)  # cifar100-coarse: cifar100/
+    if data_dir:  # an explicit folder is used or refused, never silently replaced by another
+        searched = searched[:2]
+    layouts = (("binary", spec.binary_dir, spec.binary_files),
+               ("python", spec.python_dir, spec.python_files))
     for directory in searched:
-        for layout, folder, files in (("binary", spec.binary_dir, spec.binary_files),
-                                      ("python", spec.python_dir, spec.python_files)):
+        for layout, folder, files in layouts:
             if all((directory / folder / f).is_file() for split in files.values() for f in split):
                 return directory / folder, layout
+    if data_dir:
+        for directory in searched:
+            for _, folder, files in layouts:
+                lacking = [directory / folder / f for split in files.values() for f in split
+                           if not (directory / folder / f).is_file()]
+                if (directory / folder).is_dir() and lacking:
+                    raise DataError(f"--data-dir {str(data_dir)!r}: {directory / folder} lacks "
+                                    f"{', '.join(p.name for p in lacking)}; put the files there, "
+                                    f"or drop --data-dir to use the cache or a download")
+        raise DataError(f"--data-dir {str(data_dir)!r} holds neither {spec.binary_dir}/ nor "
+                        f"{spec.python_dir}/ of {spec.name}; unpack {spec.url.rsplit('/', 1)[-1]} "
+                        f"there, or drop --data-dir to use the cache or a download")
     if download:
         return _download(spec, searched), "binary"
     raise _missing(spec, searched)

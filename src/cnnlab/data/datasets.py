@@ -6,7 +6,8 @@ Fashion-MNIST (and MNIST) are found, in order:
 2. the user cache ``~/.cache/cnnlab``,
 3. Debian's package (``/usr/share/datasets/<name>``, e.g. ``dataset-fashion-mnist``),
 4. a download from the official source into the user cache, when the network allows;
-otherwise a :class:`~cnnlab.errors.DataError` that says how to get the files.
+otherwise a :class:`~cnnlab.errors.DataError` that says how to get the files. An explicit
+``data_dir`` is used or refused (an error naming the missing files), never replaced by another.
 """
 
 from __future__ import annotations

@@ -193,6 +193,10 @@ class Trainer:
     def _augmenter(self, config: RunConfig) -> Augmenter | None:
         a, ds = config.augment, self.train_set
         if not isinstance(ds, InMemoryDataset):  # streamed files: RandomResizedCrop and flip done
+            unused = [f"augment.{k}={getattr(a, k)}" for k in ("crop_pad", "flip") if getattr(a, k)]
+            if unused:
+                self.log(f"streamed images are cropped (RandomResizedCrop) and flipped as they are "
+                         f"decoded, so {' and '.join(unused)} are not applied")
             a = dataclasses.replace(a, crop_pad=0, flip=0.0)
         if not a.enabled():
             return None
