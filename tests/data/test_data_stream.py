@@ -119,6 +119,8 @@ def test_auto_streams_when_the_split_exceeds_the_budget(tmp_path):
 def test_streamed_evaluation_images_are_resize_then_centre_crop(tmp_path):
     noise_folder(tmp_path)
     ds = load_dataset("imagefolder", "test", tmp_path, image_size=16, workers=2, in_memory="false")
+    next(ds.stream([torch.tensor([4]), torch.tensor([3]), torch.tensor([2])]))  # a pass left
+    # unfinished (the persistent workers hold its other batches): the next pass starts afresh
     batches = list(ds.stream([torch.tensor([0, 1, 2]), torch.tensor([5])]))
     oracle = v2.Compose([v2.Resize(eval_resize(16), antialias=True), v2.CenterCrop(16)])
     for got, index in zip(torch.cat(batches), [0, 1, 2, 5]):

@@ -10,6 +10,7 @@ the same scale.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Iterable
@@ -108,8 +109,20 @@ def header_ok(path: Path) -> str | None:
 
 
 def scan_headers(files: Iterable[Path]) -> list[tuple[Path, str]]:
-    """(file, reason) for every file whose header does not read as an image."""
-    return [(path, reason) for path in files if (reason := header_ok(path)) is not None]
+    """(file, reason) for every file whose header does not read as an image. Remembered per
+    (path, size, mtime) in this process: the train split is scanned once, not once per split."""
+    return [(path, reason) for path in files
+            if (reason := _header_ok_cached(path, *_signature(path))) is not None]
+
+
+def _signature(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=200_000)
+def _header_ok_cached(path: Path, size: int, mtime_ns: int) -> str | None:
+    return header_ok(path)
 
 
 def worker_error(err: BaseException) -> BaseException | None:
