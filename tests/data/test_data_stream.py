@@ -163,3 +163,19 @@ def test_loader_shards_a_streamed_split_like_in_memory_data(tmp_path):
     resumed.set_epoch(1, start_step=2)
     last = list(full)[2]  # a fresh pass of epoch 1 (set_epoch persists)
     assert torch.equal(next(iter(resumed))[0], last[0])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_file_that_fails_in_a_worker_is_one_line_naming_it(tmp_path, workers):
+    """The header scan passes a JPEG cut short; its decode fails in a DataLoader worker, whose
+    error PyTorch re-raises with the worker's traceback: cnnlab gives the worker's one line."""
+    noise_folder(tmp_path)
+    noise = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    path = tmp_path / "train" / "b" / "cut.jpg"
+    Image.fromarray(noise).save(path, quality=90)
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(DataError) as err:  # the scan passes it; decoding the stats sample fails
+        load_dataset("imagefolder", "train", tmp_path, image_size=8, workers=workers,
+                     in_memory="false")
+    message = str(err.value)
+    assert message.startswith("cannot read") and "cut.jpg" in message and "\n" not in message

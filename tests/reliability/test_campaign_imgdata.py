@@ -75,8 +75,10 @@ def _with(setup, extra):
 
 
 def _corrupt_jpeg(root: Path, name: str) -> None:
-    good = _jpeg(root / "imgs" / name / "train" / "a" / "bad", 0).read_bytes()
-    (root / "imgs" / name / "train" / "a" / "bad.jpg").write_bytes(good[: len(good) // 2])
+    """A JPEG cut at 70%: its header reads (the scan passes it), its data does not decode."""
+    noise = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    path = _pil(root / "imgs" / name / "train" / "a" / "bad.jpg", Image.fromarray(noise), quality=90)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) * 7 // 10])
 
 
 def _sixteen_bit(stem: Path, c: int) -> Path:
@@ -249,7 +251,8 @@ CASES = [
                                                     Image.new("RGB", (1600, 1200), _colour(c))),
                        per_class=(1, 1))),
     # -- bad files: one line naming the file, before training; or skipped and counted ----------
-    Case("g04", f"{TRAIN} --data-dir imgs/corruptjpg --out runs/g04", 2, ("bad.jpg",),
+    Case("g04", f"{TRAIN} --data-dir imgs/corruptjpg --out runs/g04", 2,
+         ("cannot read", "bad.jpg", "incomplete or truncated"),
          setup=lambda root: (_folder("corruptjpg", _jpeg)(root), _corrupt_jpeg(root, "corruptjpg"))),
     Case("g15", f"{TRAIN} --data-dir imgs/corruptjpg --set data.workers=0 --out runs/g15", 2,
          ("bad.jpg",), setup=lambda root: (_folder("corruptjpg", _jpeg)(root),

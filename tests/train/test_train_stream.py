@@ -147,3 +147,19 @@ def test_sigkill_mid_epoch_then_resume_streaming(tmp_path):
     b = load_file(tmp_path / "killed" / "model.safetensors")
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs after kill + resume"
+
+
+def test_a_feature_cache_asks_for_images_in_memory(tmp_path):
+    from cnnlab.errors import ConfigError
+    from cnnlab.models import create_model
+    from cnnlab.train.config import ModelConfig
+    from cnnlab.transfer.run import transfer
+
+    folder = noise_folder(tmp_path / "imgs")
+    source = ModelConfig(name="lenet5", num_classes=10, in_chans=3, input_size=28)
+    model = create_model("lenet5", num_classes=10, in_chans=3, input_size=28)
+    target = TargetSpec("imagefolder", data_dir=str(folder), options={"in_memory": "false",
+                                                                      "workers": 0})
+    with pytest.raises(ConfigError, match="data.in_memory=true"):
+        transfer(model, source, target, RunConfig(), tmp_path / "run", cache_features=True, log=None)
+    assert not (tmp_path / "run").exists()

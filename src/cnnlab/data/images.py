@@ -103,7 +103,9 @@ def header_ok(path: Path) -> str | None:
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except UnidentifiedImageError:
+        return "not an image format that PIL or torchvision reads"
+    except (OSError, ValueError, SyntaxError) as err:
         return _reason(err)
     return None if width and height else f"its header says {width}x{height}"
 
