@@ -56,7 +56,7 @@ class DataConfig:
     name: str = "fashion-mnist"  # a data set of cnnlab.data.DATASET_NAMES (imagefolder: data_dir is its root)
     data_dir: str | None = None  # where to look first (else CNNLAB_DATA, cache, Debian)
     download: bool = True  # try the official source when the files are nowhere on disk
-    image_size: int = 64  # imagefolder: images are resized (short side) and centre-cropped to this
+    image_size: int = 64  # imagefolder: side of the square images the network gets (crops: docs/training.md)
     workers: int = 2  # imagefolder: DataLoader worker processes decoding files
     prefetch: int = 2  # batches prepared ahead by the background producer (0 = none)
     labels_per_class: int = 0  # train on a seeded, class-balanced subset of this many per class (0 = all)
