@@ -156,7 +156,7 @@ def find_idx_dir(name: str, data_dir: str | Path | None = None, download: bool =
         if all(_find_file(directory, s) for s in stems):
             return directory
     if data_dir:
-        best = max(searched, key=lambda d: sum(bool(_find_file(d, s)) for s in stems))
+        best = max(searched[::-1], key=lambda d: sum(bool(_find_file(d, s)) for s in stems))
         lacking = [s for s in stems if not _find_file(best, s)]
         raise DataError(f"--data-dir {str(data_dir)!r} lacks {spec.name}'s "
                         f"{', '.join(f'{best / s}[.gz]' for s in lacking)}; put "

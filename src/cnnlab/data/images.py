@@ -87,12 +87,16 @@ def decode_image_file(path: str | Path, in_chans: int = 3) -> torch.Tensor:
             first_error = err  # CMYK or odd PNGs that PIL reads: try it before giving up
     else:
         first_error = None
+    from PIL import UnidentifiedImageError
+
     try:
         return _decode_pil(path, in_chans)
-    except Exception as err:  # PIL raises UnidentifiedImageError, OSError, ValueError, ...
+    except UnidentifiedImageError:
+        reason = "not an image format that PIL or torchvision reads"
+    except Exception as err:  # PIL's OSError, ValueError, ... (a damaged file)
         reason = _reason(first_error or err)
-        raise DataError(f"cannot read {str(path)!r} as an image ({reason}); replace or remove "
-                        f"the file") from None
+    raise DataError(f"cannot read {str(path)!r} as an image ({reason}); replace or remove the "
+                    f"file")
 
 
 def header_ok(path: Path) -> str | None:
