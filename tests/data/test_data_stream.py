@@ -129,6 +129,12 @@ def test_streamed_evaluation_images_are_resize_then_centre_crop(tmp_path):
     train = load_dataset("imagefolder", "train", tmp_path, image_size=16, workers=0, in_memory="false")
     pixels = torch.stack([oracle(_pil_rgb(f)) for f in train.files]).float() / 255
     assert ds.mean == pytest.approx(pixels.mean(dim=(0, 2, 3)).tolist(), abs=1e-6)
+    assert ds.std == pytest.approx(pixels.std(dim=(0, 2, 3)).tolist(), abs=1e-6)
+    in_memory = load_dataset("imagefolder", "test", tmp_path, image_size=16, workers=0,
+                             in_memory="true")  # all of train/, resized to 16 and centre-cropped
+    resized = v2.Compose([v2.Resize(16, antialias=True), v2.CenterCrop(16)])
+    pixels = torch.stack([resized(_pil_rgb(f)) for f in train.files]).float() / 255
+    assert in_memory.std == pytest.approx(pixels.std(dim=(0, 2, 3)).tolist(), abs=1e-6)
 
 
 def test_training_transform_is_seeded_per_image_whatever_the_worker(tmp_path):

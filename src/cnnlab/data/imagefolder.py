@@ -160,21 +160,42 @@ def load_image_folder(root: str | Path, split: str = "train", image_size: int = 
 
     train = dataset("train")
     if memory:
-        decoded_parts = {part: _decode_all(dataset(part)) for part in splits}
-        pixels = decoded_parts["train"].float() / 255
-        mean, std = pixels.mean(dim=(0, 2, 3)).tolist(), pixels.std(dim=(0, 2, 3)).tolist()
-        return InMemoryDataset(decoded_parts[split], labels.long(), classes, root.name,
-                               tuple(mean), tuple(std))
+        images = _decode_all(dataset(split))
+        mean, std = _channel_stats(images.split(256) if split == "train" else _batches(train))
+        return InMemoryDataset(images, labels.long(), classes, root.name, mean, std)
     sample = torch.randperm(len(train), generator=torch.Generator().manual_seed(split_seed))
-    pixels = _decode_all(train, sample[:STATS_SAMPLE].sort().values).float() / 255
-    mean, std = pixels.mean(dim=(0, 2, 3)).tolist(), pixels.std(dim=(0, 2, 3)).tolist()
+    mean, std = _channel_stats(_batches(train, sample[:STATS_SAMPLE].sort().values))
     return dataset(split, mean, std)
 
 
-def _decode_all(dataset: FileImageDataset, index: torch.Tensor | None = None,
-                batch: int = 64) -> torch.Tensor:
-    """The images at ``index`` (default: all) with the evaluation transform, uint8 (N, C, S, S)."""
+def _batches(dataset: FileImageDataset, index: torch.Tensor | None = None, batch: int = 64):
+    """The images at ``index`` (default: all), evaluation transform, in uint8 batches; the
+    decoding workers end with the pass."""
     index = torch.arange(len(dataset)) if index is None else index
-    out = torch.cat(list(dataset.stream(list(index.split(batch)))))
-    dataset._loader = None  # the decoding workers end with this pass
-    return out.contiguous()
+    yield from dataset.stream(list(index.split(batch)))
+    dataset.close()
+
+
+def _decode_all(dataset: FileImageDataset) -> torch.Tensor:
+    """Every image of ``dataset`` in one uint8 tensor (N, C, S, S), filled batch by batch."""
+    out = torch.empty((len(dataset), *dataset.image_shape), dtype=torch.uint8)
+    start = 0
+    for images in _batches(dataset):
+        out[start:start + len(images)] = images
+        start += len(images)
+    return out
+
+
+def _channel_stats(batches) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (unbiased) std of pixels in [0, 1] over uint8 batches (B, C, H, W),
+    accumulated in float64 a batch at a time (no float copy of the whole split)."""
+    total = square = None
+    count = 0
+    for images in batches:
+        pixels = images.to(torch.float64) / 255
+        sums, squares = pixels.sum(dim=(0, 2, 3)), pixels.square().sum(dim=(0, 2, 3))
+        total, square = (sums, squares) if total is None else (total + sums, square + squares)
+        count += pixels.numel() // pixels.shape[1]
+    mean = total / count
+    var = (square - count * mean.square()) / max(count - 1, 1)
+    return tuple(mean.tolist()), tuple(var.clamp(min=0).sqrt().tolist())

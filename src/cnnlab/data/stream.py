@@ -142,6 +142,10 @@ class FileImageDataset:
                 raise
             raise unwrapped from None
 
+    def close(self) -> None:
+        """End the worker processes now (a later :meth:`stream` starts new ones)."""
+        self._loader = None
+
     def __getstate__(self) -> dict:  # a worker process never needs the parent's DataLoader
         state = self.__dict__.copy()
         state["_loader"] = None
