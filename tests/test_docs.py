@@ -205,6 +205,14 @@ class Session:
 
     def run(self, command: str, marker: dict) -> tuple[int, list[str], bool]:
         """Run one shell line; returns (status, output lines, whether its numbers are exact)."""
+        import time; t0 = time.perf_counter()  # TIMING
+        status, output, exact = 0, [], True
+        try:
+            return self._run_all(command, marker)
+        finally:
+            print(f"TIMING {time.perf_counter() - t0:6.1f}s {command[:90]}", file=sys.__stderr__)  # TIMING
+
+    def _run_all(self, command, marker):  # TIMING
         status, output, exact = 0, [], True
         for part in command.split(" && "):
             code, lines, part_exact = self._run_one(part, marker)

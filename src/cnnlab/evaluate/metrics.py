@@ -36,13 +36,18 @@ class EvalResult:
         return self.confusion.diag() / self.confusion.sum(1).clamp(min=1)
 
     def format_confusion(self) -> str:
-        """The confusion matrix as a text table (rows: true class, columns: predicted)."""
-        names = [c[:10] for c in self.classes]
-        width = max(6, *(len(n) for n in names))
-        lines = [" " * width + " " + " ".join(f"{i:>5d}" for i in range(len(names))) + "  acc"]
+        """The confusion matrix as a text table: one row per true class (numbered, full name),
+        one column per predicted class (by the rows' numbers), then the row's accuracy."""
+        labels = [f"{i} {name}" for i, name in enumerate(self.classes)]
+        corner = "true \\ predicted"
+        width = max(len(corner), *(len(x) for x in labels))
+        cell = max(5, len(str(int(self.confusion.max()))) + 1) if self.confusion.numel() else 5
+        lines = [f"{corner:<{width}} " + "".join(f"{i:>{cell}d}" for i in range(len(labels)))
+                 + "     acc"]
         for i, row in enumerate(self.confusion.tolist()):
             acc = self.per_class_accuracy[i].item() * 100
-            lines.append(f"{names[i]:>{width}} " + " ".join(f"{v:>5d}" for v in row) + f" {acc:5.1f}")
+            lines.append(f"{labels[i]:<{width}} " + "".join(f"{v:>{cell}d}" for v in row)
+                         + f"  {acc:5.1f}%")
         return "\n".join(lines)
 
 
