@@ -42,6 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing result in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
     parser.add_argument("--show", action="store_true",
                         help="print the experiment's settings (its --set keys) at the chosen scale, "
                         "with --set applied, and exit")
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
                               f"--overwrite")
         shutil.rmtree(out)
     record = run_experiment(experiment, out, scale, args.seed, overrides,
-                            args.data_dir, args.device)
+                            args.data_dir, args.device, progress=not args.no_progress)
     print(f"results, plots and runs in {out} ({record['elapsed_s']:.0f}s); "
           f"view them with: cnnlab report {out}")
     print(record["sentence"])

@@ -173,4 +173,5 @@ EXPERIMENT = Experiment(
         full=dict(n_train=60000, n_test=10000, epochs=15),
     ),
     run=run,
+    runs=lambda s: 2,  # with and without the reductions
 )

@@ -96,4 +96,5 @@ EXPERIMENT = Experiment(
         full=dict(n_train=60000, n_test=10000, epochs=30, lr=0.1),
     ),
     run=run,
+    runs=lambda s: 2 * len(s["depths"]),  # plain and resnet at each depth
 )

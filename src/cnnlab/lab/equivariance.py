@@ -191,4 +191,5 @@ EXPERIMENT = Experiment(
         full=dict(n_train=60000, n_test=10000, epochs=10, shifts=[0, 1, 2, 3, 4, 5, 6]),
     ),
     run=run,
+    runs=lambda s: len(HEADS),
 )

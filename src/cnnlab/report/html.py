@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.errors import ConfigError
+from cnnlab.text import plural
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;
@@ -237,7 +238,7 @@ def run_report(run_dir: Path, data_dir: str | None = None, max_mistakes: int = 2
     sections.append(section(f"Model summary at {'x'.join(map(str, shape))}",
                             f"<pre>{esc(summary(model, shape, depth=2))}</pre>"))
     last = history[-1]
-    sub = (f"{config.model.name} on {config.data.name} · {int(last['epoch'])} epochs · "
+    sub = (f"{config.model.name} on {config.data.name} · {plural(int(last['epoch']), 'epoch')} · "
            f"final test accuracy {last['test_acc']:.2%} · {run_dir}")
     return page(f"Run: {run_dir.name}", sub, sections)
 

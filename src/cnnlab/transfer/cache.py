@@ -38,6 +38,7 @@ from cnnlab.data.datasets import InMemoryDataset
 from cnnlab.data.loader import normalize
 from cnnlab.device import Precision, resolve_precision
 from cnnlab.evaluate.tta import NUM_VIEWS, tta_views
+from cnnlab.text import plural
 
 
 def _hash_tensor(h, tensor: torch.Tensor) -> None:
@@ -153,8 +154,8 @@ def cached_features(extract: Callable[[torch.Tensor], torch.Tensor], model: nn.M
     hit = path.is_file()
     if not hit:
         if log:
-            log(f"computing features of {len(dataset):,} {dataset.name} images "
-                f"({NUM_VIEWS[views]} view(s)) -> {path}")
+            log(f"computing features of {plural(len(dataset), dataset.name + ' image')} "
+                f"({plural(NUM_VIEWS[views], 'view')}) -> {path}")
         was_training = model.training
         model.eval()  # a frozen backbone's dropout is off: the cache holds what inference sees
         try:
