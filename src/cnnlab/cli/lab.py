@@ -6,6 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from cnnlab.cli._args import NO_PROGRESS_HELP, OVERWRITE_HELP, HelpFormatter, shared_help
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -28,21 +29,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "the result in one sentence. Experiments: " + ", ".join(list_experiments()) + ". "
         "`cnnlab lab NAME --show` prints an experiment's settings: the keys --set takes, with "
         "their values at the chosen scale.",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLE, formatter_class=HelpFormatter)
     parser.add_argument("experiment", metavar="NAME", choices=["list", *list_experiments()],
                         help="an experiment name, or `list` to show them with their claims")
     parser.add_argument("--out", default=None, help="run directory to write (required to run)")
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--quick", action="store_true", help="seconds: tiny subsets (smoke test)")
     scale.add_argument("--full", action="store_true", help="GPU scale: whole data sets, long runs")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed: same seed, same numbers (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help=shared_help("--seed", "0"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting, e.g. --set epochs=2 (lists: --set depths=20,56)")
-    parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing result in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    parser.add_argument("--data-dir", default=None, help=shared_help("--data-dir", "none"))
+    parser.add_argument("--device", default="auto", help=shared_help("--device", "auto"))
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    parser.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     parser.add_argument("--show", action="store_true",
                         help="print the experiment's settings (its --set keys) at the chosen scale, "
                         "with --set applied, and exit")

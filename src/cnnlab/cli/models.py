@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli._args import HelpFormatter
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -18,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="List the registered models with paper, year and parameter count; with "
         "--pretrained, the weights that create_model(name, weights=TAG) and "
         "`cnnlab predict MODEL --weights TAG` load.",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLE, formatter_class=HelpFormatter)
     parser.add_argument("pattern", nargs="?", help="glob filter on the name, e.g. 'vgg*'")
     parser.add_argument("--pretrained", action="store_true",
                         help="list pretrained weights: model, tag, source, accuracy, size, here?")
