@@ -205,14 +205,6 @@ class Session:
 
     def run(self, command: str, marker: dict) -> tuple[int, list[str], bool]:
         """Run one shell line; returns (status, output lines, whether its numbers are exact)."""
-        import time; t0 = time.perf_counter()  # TIMING
-        status, output, exact = 0, [], True
-        try:
-            return self._run_all(command, marker)
-        finally:
-            print(f"TIMING {time.perf_counter() - t0:6.1f}s {command[:90]}", file=sys.__stderr__)  # TIMING
-
-    def _run_all(self, command, marker):  # TIMING
         status, output, exact = 0, [], True
         for part in command.split(" && "):
             code, lines, part_exact = self._run_one(part, marker)
@@ -224,11 +216,12 @@ class Session:
         return status, output, exact
 
     def _run_one(self, command: str, marker: dict) -> tuple[int, list[str], bool]:
-        if re.fullmatch(r"\w+=\S+", command):  # VAR=value, with $(...) run by bash here
-            name, value = command.split("=", 1)
-            value = subprocess.run(["bash", "-c", f"printf %s {value}"], cwd=self.folder,
-                                   capture_output=True, text=True, check=True).stdout
-            self.variables[name] = value
+        assignment = re.match(r"(\w+)=(\$\(|\S+$)", command)
+        if assignment:  # VAR=value or VAR=$(...)...: bash computes it, here
+            name = assignment.group(1)
+            script = f'{command}\nprintf %s "${name}"'
+            self.variables[name] = subprocess.run(["bash", "-c", script], cwd=self.folder,
+                                                  capture_output=True, text=True, check=True).stdout
             return 0, [], True
         words = [self.expand(w) for w in shlex.split(command, comments=True)]
         env = {}

@@ -65,8 +65,14 @@ def _load(args) -> tuple[object, tuple[int, ...], str]:
     shape = _parse_input(args.input) if args.input else None
     if Path(args.model, "config.json").is_file():  # a saved run: its config and weights
         from cnnlab.train import load_run_model
+        from cnnlab.transfer import freeze_as_trained, read_transfer
 
         config, model = load_run_model(args.model)
+        frozen = freeze_as_trained(args.model, model)  # a transfer run: frozen as it trained
+        if frozen:
+            source = read_transfer(args.model)["source"]
+            print(f"transfer run from {source}: frozen as it trained: {', '.join(frozen)}",
+                  file=sys.stdout if args.format == "table" else sys.stderr)
         info = model_info(config.model.name)
         if shape is None:
             chans = config.model.in_chans or info.input_size[0]
@@ -91,7 +97,6 @@ def _load(args) -> tuple[object, tuple[int, ...], str]:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.analysis import summary
-
     from cnnlab.device import resolve_device
 
     if args.device is not None:
