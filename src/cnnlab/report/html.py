@@ -208,9 +208,9 @@ def _transfer_table(record: dict) -> str:
                                                    if record["target"].get("classes") else "")]]
     if record.get("cache_features"):
         precision = record.get("cache_precision") or {}
-        rows += [["feature cache", f"the output of {record.get('cache_point', '?')}, computed once"
-                  f" ({precision.get('name', '?')}{', channels_last' if precision.get('channels_last') else ''})"
-                  f"; the head trained on it"],
+        layout = ", channels_last" if precision.get("channels_last") else ""
+        rows += [["feature cache", f"the output of {record.get('cache_point', '?')}, computed once "
+                  f"({precision.get('name', '?')}{layout}); the head trained on it"],
                  *[["cache file", path] for path in record.get("cache_files", [])],
                  ["cached views", record.get("cache_views", "none")]]
     else:

@@ -21,7 +21,8 @@ from cnnlab.transfer.run import (
 from cnnlab.transfer.source import load_source, pretrained_source
 
 __all__ = ["CachedHead", "FREEZE_POLICIES", "FeatureDataset", "TargetSpec", "cache_key",
-           "cached_features", "discriminative_groups", "freeze", "freeze_as_trained", "freeze_bn_stats", "frozen_stage_names",
-           "frozen_weights_hash", "load_features", "load_source", "parse_classes",
-           "pretrained_source", "read_target", "read_transfer", "resize_images", "resume_transfer", "run_test_spec",
-           "select_classes", "split_for_cache", "to_channels", "transfer"]
+           "cached_features", "discriminative_groups", "freeze", "freeze_as_trained",
+           "freeze_bn_stats", "frozen_stage_names", "frozen_weights_hash", "load_features",
+           "load_source", "parse_classes", "pretrained_source", "read_target", "read_transfer",
+           "resize_images", "resume_transfer", "run_test_spec", "select_classes",
+           "split_for_cache", "to_channels", "transfer"]
