@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         crops.append(config.model.input_size or loaded[key].image_shape[-1])
     precision = resolve_precision(device, "fp32")
     result = ensemble_evaluate(models, datasets, args.runs, args.combine, args.tta, crops,
-                               args.batch_size, precision)
+                               args.batch_size, precision, progress=not args.no_progress)
     views = "" if args.tta == "none" else f", TTA {args.tta}"
     print(f"ensemble of {len(models)} runs on {spec.name} test ({len(datasets[0]):,} images{views})")
     print(result.format())

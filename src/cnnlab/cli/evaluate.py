@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.runs import evaluate_run
 
     found = evaluate_run(args.run, args.tta, args.precision, args.device, args.batch_size,
-                         args.data_dir)
+                         args.data_dir, progress=None if args.no_progress else "evaluate")
     result, name, tta = found.result, found.config.model.name, found.settings.tta
     views = "" if tta == "none" else f", TTA {tta}"
     print(f"{name} on {found.spec.name} test ({len(found.test_set):,} images{views})")

@@ -94,15 +94,16 @@ def predict_logits(model: nn.Module, dataset: InMemoryDataset, batch_size: int =
 
 def evaluate_model(model: nn.Module, dataset: InMemoryDataset, batch_size: int = 1000,
                    precision: Precision | None = None, tta: str = "none",
-                   crop_size: int | None = None) -> EvalResult:
+                   crop_size: int | None = None, progress: str | None = None) -> EvalResult:
     """Loss, top-1/top-5 accuracy, confusion matrix and ECE of ``model`` on ``dataset``.
 
     The predictions are :func:`predict`'s; with ``tta`` other than ``"none"`` each image's views
     (``crop_size``: default the images' size) are combined by averaging their softmax
     probabilities (:func:`~cnnlab.evaluate.tta.average_probabilities`) and the loss is the mean of
     -log p(true class); with one view it is the exact cross-entropy of the logits.
+    ``progress`` labels a progress bar over the examples (None: none).
     """
-    logits = predict(model, dataset, tta, crop_size, batch_size, precision)  # (V, N, C)
+    logits = predict(model, dataset, tta, crop_size, batch_size, precision, progress)  # (V, N, C)
     if len(logits) > 1:
         return result_from_probabilities(average_probabilities(logits), dataset.labels,
                                          dataset.classes)
