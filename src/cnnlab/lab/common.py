@@ -195,8 +195,15 @@ class LabContext:
         return plt.subplots(1, ncols, figsize=(size[0] * ncols, size[1]))
 
     def save(self, fig, name: str, caption: str) -> str:
-        """Save ``fig`` as ``out/<name>.png`` and record it (with its caption) for the report."""
+        """Save ``fig`` as ``out/<name>.png`` and record it (with its caption) for the report.
+        An axis labelled ``epoch`` gets whole-number ticks (a 2-epoch run: 1, 2; never 1.5)."""
         import matplotlib.pyplot as plt
+
+        from cnnlab.train.runlog import whole_number_ticks
+
+        for ax in fig.axes:
+            if ax.get_xlabel() == "epoch":
+                whole_number_ticks(ax, [x for line in ax.get_lines() for x in line.get_xdata()])
 
         file = f"{name}.png"
         fig.tight_layout()
