@@ -3,7 +3,7 @@ and where a page shows output the run's output is compared with it.
 
 Each page runs in order, in one fresh folder: runs written by one step are there for the next,
 shell variables (``D=...``) carry on, ``.venv`` points at this interpreter's environment. The data
-are shrunk: ``CNNLAB_DATA`` holds a Fashion-MNIST of 1,000 training and 200 test images (the real
+are shrunk: ``CNNLAB_DATA`` holds a Fashion-MNIST of 600 training and 100 test images (the real
 set's first images where it is on disk, else synthetic bars), there is no network, and the user
 cache is empty. Commands run in-process through :func:`cnnlab.cli.main`.
 
@@ -272,13 +272,13 @@ def _conftest():
 
 
 def shrunk_fashion_mnist(root: Path) -> None:
-    """Fashion-MNIST's first 1,000 training and 200 test images (synthetic where it is missing)."""
+    """Fashion-MNIST's first 600 training and 100 test images (synthetic where it is missing)."""
     from cnnlab.data import write_idx
     from cnnlab.data.idx import read_idx
 
     target = root / "fashion-mnist"
     target.mkdir(parents=True)
-    for split, n in (("train", 1000), ("t10k", 200)):
+    for split, n in (("train", 600), ("t10k", 100)):
         try:
             source = ds.find_idx_dir("fashion-mnist", download=False)
             images = read_idx(ds._find_file(source, f"{split}-images-idx3-ubyte"))[:n]
