@@ -401,3 +401,19 @@ def test_pages_in_order_never_write_the_same_run_twice():
 @pytest.mark.parametrize("page", PAGES)
 def test_page_runs_as_written(page, reader):
     follow(page, reader)
+
+
+def test_the_comparison_can_fail():
+    """The harness itself: wildcards, masks and option replacement do what the docstring says."""
+    assert matches(["a", "...", "d"], ["a", "b", "c", "d"]) and matches(["a", "...", "b"], ["a", "b"])
+    assert not matches(["a", "...", "d"], ["a", "b"]) and not matches(["a"], ["a", "b"])
+    assert normalize(["epoch   1/12  acc 68.42%  5,581 img/s  12s"], True) == ["epoch #/# acc #% # img/s #s"]
+    assert normalize(["60,850 params, 2 epochs"], False) == ["60,850 params, 2 epochs"]
+    assert normalize(["for 1 epoch"], True) == normalize(["for 12 epochs"], True)
+    assert normalize(["precision auto: bf16 80 ms/step, fp32 198 ms/step -> bf16", "x"], False) == ["x"]
+    argv = ["train", "r20", "--epochs", "10", "--set", "augment.flip=0.5", "--out", "runs/r20"]
+    assert with_options(argv, "--epochs 1 --set augment.flip=0 --precision fp32") == [
+        "train", "r20", "--epochs", "1", "--set", "augment.flip=0", "--out", "runs/r20",
+        "--precision", "fp32"]
+    assert commands("$ cnnlab a \\\n    --b\nout 1\n$ cnnlab c", True) == [
+        ("cnnlab a  --b", ["out 1"]), ("cnnlab c", [])]
