@@ -12,6 +12,10 @@ FMNIST_DEB := /usr/share/datasets/fashion-mnist
 DEMO_DIR ?= runs/demo
 DEMO_EPOCHS ?= 12
 PYTEST_ARGS ?= -n 2 -q
+# A package index for torch and torchvision, e.g. PyTorch's CPU-only wheels (no CUDA libraries,
+# a few hundred MB instead of about 4 GB on Linux):  make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Empty (the default): they come from your usual pip index with everything else.
+TORCH_INDEX ?=
 
 .PHONY: setup data demo test lint bench clean
 
@@ -19,6 +23,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(PY) -m pip install --quiet --index-url $(TORCH_INDEX) torch torchvision)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.cnnlab-installed-*
 	@touch $@

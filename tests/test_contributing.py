@@ -6,7 +6,11 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 import cnnlab
 
@@ -111,3 +115,19 @@ def test_only_the_trainer_steps_an_optimizer():
             text = text.replace(ast.get_source_segment(text, baseline), "")
         offenders += [f"{path.relative_to(ROOT)}: {m.group(0)}" for m in step.finditer(text)]
     assert offenders == []
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_setup_takes_a_torch_index_and_keeps_the_default():
+    """`make -n` prints the set-up's commands without running them."""
+    def setup(*extra):
+        return subprocess.run(["make", "-n", "-B", "setup", *extra], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.splitlines()
+
+    index = "https://download.pytorch.org/whl/cpu"
+    plain, cpu = setup(), setup(f"TORCH_INDEX={index}")
+    assert not any("--index-url" in line for line in plain)
+    first = next(i for i, line in enumerate(cpu) if "pip install" in line)
+    assert cpu[first].endswith(f"pip install --quiet --index-url {index} torch torchvision")
+    assert "pip install --quiet -e '.[dev]'" in cpu[first + 1]  # then the rest, torch already there
+    assert [line for line in cpu if "--index-url" not in line] == plain

@@ -84,9 +84,9 @@ class RunEvaluation:
 
 def evaluate_run(run_dir: str | Path, tta: str | None = None, precision: str | None = None,
                  device: str | None = None, batch_size: int | None = None,
-                 data_dir: str | None = None) -> RunEvaluation:
+                 data_dir: str | None = None, progress: str | None = None) -> RunEvaluation:
     """Evaluate the model of ``run_dir`` on its test split, with the run's own settings except
-    those given (see the module docstring)."""
+    those given (see the module docstring); ``progress`` labels a bar over the test images."""
     config, model = load_run_model(run_dir)
     own = EvalSettings.of_run(config)
     settings = own.override(tta, precision, device, batch_size)
@@ -96,5 +96,5 @@ def evaluate_run(run_dir: str | Path, tta: str | None = None, precision: str | N
     test_set = spec.load("test", config.data.download)
     size = test_set.image_shape[-1]
     crop = min(config.model.input_size or size, size)  # crops the size the model was built for
-    result = evaluate_model(model, test_set, settings.batch_size, path, settings.tta, crop)
+    result = evaluate_model(model, test_set, settings.batch_size, path, settings.tta, crop, progress)
     return RunEvaluation(config, model, spec, test_set, settings, settings == own, result)

@@ -49,3 +49,54 @@ def test_plots_are_written(tmp_path):
     image = torch.rand(1, 32, 32)
     assert _is_png(plot_receptive_field(s, "c3", image, tmp_path / "rf.png"))
     assert _is_png(plot_complexity(tmp_path / "zoo.png", names=["lenet5", "alexnet"]))
+
+
+def test_layer_plot_units_follow_the_size():
+    from cnnlab.report.plots import _unit
+
+    assert _unit([416_520, 12]) == (1e3, "k")
+    assert _unit([4.09e9]) == (1e9, "G") and _unit([999]) == (1.0, "")
+
+
+def test_labels_are_placed_without_overlaps():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnnlab.report.plots import place_labels
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    xs = [1.0 + 0.01 * i for i in range(12)] + [5.0]  # a tight cluster and one point alone
+    ys = [1.0] * 12 + [5.0]
+    names = [f"variant_{i}" for i in range(12)] + ["alone"]
+    ax.scatter(xs, ys)
+    ax.set_xlim(0, 6)
+    ax.set_ylim(0, 6)
+    labelled = place_labels(ax, xs, ys, names)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert [t.get_text() for t in ax.texts] == labelled and "alone" in labelled
+    assert 1 < len(labelled) < len(names)  # the cluster cannot hold twelve labels
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
+
+
+def test_whole_number_ticks_for_short_runs():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnnlab.train.runlog import whole_number_ticks
+
+    fig, ax = plt.subplots()
+    for epochs, ticks in (([1], [1]), ([1, 2], [1, 2]), ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4])):
+        ax.plot(epochs, epochs)
+        whole_number_ticks(ax, epochs)
+        assert list(ax.get_xticks()) == ticks
+    ax.plot(range(1, 41), range(40))
+    whole_number_ticks(ax, range(1, 41))
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    plt.close(fig)

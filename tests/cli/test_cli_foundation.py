@@ -47,3 +47,14 @@ def test_train_then_evaluate_end_to_end(tiny_idx_dir, tmp_path, capsys):
     assert main(["evaluate", str(out), "--data-dir", str(tiny_idx_dir)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("test accuracy: ") and lines[-1].endswith("%")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["models", "foo"], "no model matches 'foo'; `cnnlab models` lists them all"),
+    (["models", "resnt"], "no model matches 'resnt'; did you mean resnet"),
+    (["models", "--pretrained", "lenet*"], "no pretrained weights for 'lenet*'"),
+])
+def test_models_without_a_match_say_so_with_status_2(argv, message, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err and len(captured.err.splitlines()) == 1

@@ -50,6 +50,20 @@ def test_transfer_with_cache_then_evaluate_and_ensemble(tiny_idx_dir, tmp_path, 
     # the frozen backbone is exactly the source's
     _, src_model = load_run_model(source)
     assert torch.equal(model.c3.weight, src_model.c3.weight)
+    # the run names its cache files; summary and report count what it froze, and say whence
+    assert [p.split("/")[-1].split("-")[2] for p in record["cache_files"]] == ["160", "40"]
+    assert all((tmp_path / "cache" / p.split("/")[-1]).is_file() for p in record["cache_files"])
+    head = sum(p.numel() for p in model.stages()["head"].parameters())  # F6 and the new output
+    backbone = sum(p.numel() for p in model.parameters()) - head
+    assert main(["summary", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"transfer run from {source}: frozen as it trained: stem, stage1, stage2" in text
+    assert f"({head:,} trainable, {backbone:,} frozen)" in text
+    from cnnlab.report import write_report
+
+    page = write_report(out, data_dir=str(tiny_idx_dir)).read_text()
+    assert f"transferred from {source}" in page and record["cache_files"][1] in page
+    assert "stem, stage1, stage2" in page and f"{backbone:,} frozen" in page
     # evaluate applies the same class selection (5 classes, 40 of the 80 test images)
     assert main(["evaluate", str(out), "--tta", "10crop", "--data-dir", str(tiny_idx_dir)]) == 0
     text = capsys.readouterr().out

@@ -52,3 +52,19 @@ def test_quick_run_prints_the_sentence_and_refuses_to_overwrite(tmp_path, tiny_i
     assert record["numbers"]["explicit_layers"] == 3  # LeNet-5's C1, C3, C5
     assert main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list_experiments())
+def test_show_prints_every_setting_at_the_scale_with_overrides(name, capsys):
+    import yaml
+
+    from cnnlab.lab import get_experiment
+
+    experiment = get_experiment(name)
+    assert main(["lab", name, "--show", "--quick"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    expected = {**experiment.settings["default"], **experiment.settings.get("quick", {})}
+    assert shown == {k: list(v) if isinstance(v, tuple) else v for k, v in expected.items()}
+    key = next(k for k, v in expected.items() if isinstance(v, int) and not isinstance(v, bool))
+    assert main(["lab", name, "--show", "--set", f"{key}=7"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)[key] == 7

@@ -75,3 +75,42 @@ def test_same_seed_same_numbers_and_a_complete_record(tmp_path, tiny_idx_dir):
     for plot in saved["plots"]:
         assert (tmp_path / "a" / plot["file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "a" / "runs").iterdir()) == ["flatten", "gap", "maxpool"]
+
+
+class _Bar:
+    """Stands in for tqdm: records what run_experiment's progress bar was told."""
+
+    made: list[_Bar] = []
+
+    def __init__(self, total=None, desc="", disable=None, **kwargs):
+        self.total, self.desc, self.disable, self.n, self.postfixes = total, desc, disable, 0, []
+        _Bar.made.append(self)
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix_str(self, text):
+        self.postfixes.append(text)
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.slow
+def test_progress_counts_the_networks_trained_and_names_each(tmp_path, tiny_idx_dir, monkeypatch):
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", _Bar)
+    _Bar.made.clear()
+    lines = []
+    experiment = get_experiment("data-scaling")
+    run_experiment(experiment, tmp_path / "a", "quick", 0, {"sizes": "20,40", "n_test": "40"},
+                   str(tiny_idx_dir), "cpu", log=lines.append)
+    bar = next(b for b in _Bar.made if b.desc.startswith("lab"))  # (the Trainer's bars: off)
+    assert bar.total == 2 and bar.n == 2 and bar.closed and bar.disable is None
+    assert bar.desc == "lab data-scaling" and bar.postfixes == ["training n20", "training n40"]
+    min_images = experiment.resolve("quick")["min_epoch_images"]
+    assert lines[1].startswith(f"  n20: 20 images (repeated to {min_images:,} per epoch) x 1 epoch ·")
+    run_experiment(experiment, tmp_path / "b", "quick", 0, {"sizes": "20"}, str(tiny_idx_dir),
+                   "cpu", log=None, progress=False)
+    assert [b.disable for b in _Bar.made if b.desc.startswith("lab")][-1] is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 
 def _number(kind: type, low: float, low_open: bool, expected: str):
@@ -17,6 +18,51 @@ def _number(kind: type, low: float, low_open: bool, expected: str):
                                              f", got {value}")
         return value
     return parse
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs wrapped to the terminal, paragraph by paragraph; an indented line
+    (an example, a config key) is kept as written, continued under a deeper indent when long."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out, paragraph = [], []
+
+        def flush():
+            if paragraph:
+                out.append(textwrap.fill(" ".join(paragraph), width, initial_indent=indent,
+                                         subsequent_indent=indent))
+                paragraph.clear()
+
+        for line in text.splitlines():
+            if line.strip() and not line[0].isspace():
+                paragraph.append(line.strip())
+                continue
+            flush()
+            lead = indent + line[:len(line) - len(line.lstrip())]
+            out.append(textwrap.fill(line.strip(), width, initial_indent=lead,
+                                     subsequent_indent=lead + "    ", break_on_hyphens=False)
+                       if len(lead + line.strip()) > width else indent + line)
+        flush()
+        return "\n".join(out)
+
+
+# Options that several subcommands share read the same everywhere (tests/cli/test_cli_help.py):
+# each help text is written once, here or as the config field's comment.
+def shared_help(option: str, default: str) -> str:
+    """The one help text of a shared option, ending with its default in this subcommand."""
+    from cnnlab.train.config import field_comments
+
+    texts = {"--device": field_comments("train")["device"],
+             "--precision": field_comments("train")["precision"],
+             "--data-dir": field_comments("data")["data_dir"],
+             "--seed": field_comments("train")["seed"],
+             "--tta": "test-time views whose probabilities are averaged (cnnlab.evaluate.tta); "
+                      "crops are the model's input size"}
+    return f"{texts[option]} (default: {default})".replace("%", "%%")
+
+
+NO_PROGRESS_HELP = "no live progress bars (they are shown on a terminal only)"
+OVERWRITE_HELP = "replace what --out holds (a run or a lab result)"
 
 
 positive_int = _number(int, 1, False, "a whole number")
@@ -69,6 +115,10 @@ def add_config_flags(parser: argparse.ArgumentParser, flags: dict[str, str], bas
         default = getattr(getattr(base, section), name)
         text = (helps or {}).get(key) or field_comments(section)[name]
         shown = "none" if default is None else default
+        allowed = choices.get(key)
+        long_list = allowed is not None and len(", ".join(allowed)) > 40  # named in the help text
+        if long_list:
+            text += f"; one of: {', '.join(allowed)}"
         help_text = f"{text} (default: {shown})".replace("%", "%%")
         dest = key.replace(".", "__")
         if kind is bool or kind == (bool | None):
@@ -76,8 +126,8 @@ def add_config_flags(parser: argparse.ArgumentParser, flags: dict[str, str], bas
                                 default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=dest, type=_flag_type(key, kind), default=None,
-                                choices=choices.get(key), help=help_text,
-                                metavar=None if key in choices else name.upper())
+                                choices=allowed, help=help_text,
+                                metavar=None if allowed and not long_list else name.upper())
 
 
 def config_flag_values(args: argparse.Namespace, flags: dict[str, str]) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli._args import positive_int
+from cnnlab.cli._args import NO_PROGRESS_HELP, HelpFormatter, positive_int, shared_help
 
 EXAMPLE = """examples:
   cnnlab evaluate runs/lenet                       # the run's own settings: its last test accuracy
@@ -23,20 +23,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "evaluate", help="evaluate a run directory on the test split",
         description="Load a run directory's model and report test loss, top-1 and top-5 accuracy, "
         "per-class accuracy, the confusion matrix and the expected calibration error.",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLE, formatter_class=HelpFormatter)
     parser.add_argument("run", help="run directory written by `cnnlab train` or `cnnlab transfer`")
     parser.add_argument("--tta", default=None, choices=TTA_MODES,
-                        help="test-time views (cnnlab.evaluate.tta); crops are the model's input "
-                        "size (default: the run's, flip with train.tta_flip, else none)")
+                        help=shared_help("--tta", "the run's: flip with train.tta_flip, else none"))
     parser.add_argument("--precision", default=None, choices=PRECISIONS,
-                        help="numeric precision (default: the run's)")
+                        help=shared_help("--precision", "the run's"))
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="also save the confusion matrix as an image (png, pdf, svg)")
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="images per forward pass (default: the run's train.eval_batch_size)")
-    parser.add_argument("--data-dir", default=None, help="where to find the data set's files")
+    parser.add_argument("--data-dir", default=None, help=shared_help("--data-dir", "the run's"))
     parser.add_argument("--device", default=None,
-                        help="auto, cpu or cuda (default: the run's train.device)")
+                        help=shared_help("--device", "the run's train.device"))
+    parser.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     return parser
 
 
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.runs import evaluate_run
 
     found = evaluate_run(args.run, args.tta, args.precision, args.device, args.batch_size,
-                         args.data_dir)
+                         args.data_dir, progress=None if args.no_progress else "evaluate")
     result, name, tta = found.result, found.config.model.name, found.settings.tta
     views = "" if tta == "none" else f", TTA {tta}"
     print(f"{name} on {found.spec.name} test ({len(found.test_set):,} images{views})")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cnnlab.cli._args import HelpFormatter
+
 EXAMPLE = """examples:
   cnnlab export runs/lenet --format onnx
   cnnlab export runs/lenet --format torchscript --out lenet.pt"""
@@ -17,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "export", help="export a run's model to ONNX or TorchScript",
         description="Export a run directory's model (fp32, dynamic batch for ONNX), then run the "
         "exported file on a random batch and print its largest difference from PyTorch.",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLE, formatter_class=HelpFormatter)
     parser.add_argument("run", help="run directory written by `cnnlab train` or `cnnlab transfer`")
     parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx",
                         help="onnx (needs onnx, onnxscript, onnxruntime) or torchscript "

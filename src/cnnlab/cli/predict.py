@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.cli._args import positive_int
+from cnnlab.cli._args import HelpFormatter, positive_int, shared_help
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -23,7 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "predict", help="classify image files with a trained run or pretrained weights",
         description="Print the top-k classes and their probabilities for each image file.",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLE, formatter_class=HelpFormatter)
     parser.add_argument("run", metavar="RUN_OR_MODEL",
                         help="run directory written by `cnnlab train` or `cnnlab transfer`, or a "
                         "model name with --weights")
@@ -32,8 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="pretrained weights of the model named first, e.g. imagenet")
     parser.add_argument("--top-k", type=positive_int, default=5,
                         help="classes to show (default: %(default)s)")
-    parser.add_argument("--data-dir", default=None, help="where to find the data set's files "
-                        "(for a run's class names and normalisation)")
+    parser.add_argument("--data-dir", default=None, help=shared_help("--data-dir", "the run's")
+                        + "; a run's class names and normalisation come from its data set")
     return parser
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli._args import positive_int
+from cnnlab.cli._args import HelpFormatter, positive_int, shared_help
 
 EXAMPLE = """examples:
   cnnlab report runs/lenet                       # writes runs/lenet/report.html
@@ -18,10 +18,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "written by `cnnlab train`, `cnnlab transfer` or `cnnlab lab`: configuration, curves, "
         "confusion matrix, misclassified examples with their images, model summary, or the "
         "experiment's plots and sentence.",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLE, formatter_class=HelpFormatter)
     parser.add_argument("run", metavar="DIR", help="a run directory or a lab --out directory")
     parser.add_argument("--out", default=None, metavar="FILE", help="HTML file (DIR/report.html)")
-    parser.add_argument("--data-dir", default=None, help="where to find the data set's files")
+    parser.add_argument("--data-dir", default=None, help=shared_help("--data-dir", "the run's"))
     parser.add_argument("--mistakes", type=positive_int, default=24,
                         help="misclassified test images to show (default: %(default)s)")
     return parser

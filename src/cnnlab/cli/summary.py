@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from cnnlab.cli._args import positive_int
+from cnnlab.cli._args import HelpFormatter, positive_int, shared_help
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Trace one forward pass (on the meta device: no arithmetic, no memory) and "
         "print each layer's output shape, parameters, multiply-adds, activations saved for "
         "backward and receptive field, with totals and the conv / fc split.",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLE, formatter_class=HelpFormatter)
     parser.add_argument("model", help="a model name (`cnnlab models`) or a run directory")
     parser.add_argument("--input", default=None, metavar="CxHxW",
                         help="input size without batch, e.g. 3x224x224 (the model's default)")
@@ -39,7 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--optimizer", default="sgd_momentum", choices=list(OPTIMIZER_STATES),
                         help="optimizer state in the memory estimate (default: %(default)s)")
     parser.add_argument("--device", default=None,
-                        help="run the forward for real on this device (default: meta, no compute)")
+                        help=shared_help("--device", "meta: shapes only, nothing computed") +
+                        "; a device runs the forward for real")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="also save a bar chart of parameters and MACs per layer")
     return parser
@@ -64,8 +65,14 @@ def _load(args) -> tuple[object, tuple[int, ...], str]:
     shape = _parse_input(args.input) if args.input else None
     if Path(args.model, "config.json").is_file():  # a saved run: its config and weights
         from cnnlab.train import load_run_model
+        from cnnlab.transfer import freeze_as_trained, read_transfer
 
         config, model = load_run_model(args.model)
+        frozen = freeze_as_trained(args.model, model)  # a transfer run: frozen as it trained
+        if frozen:
+            source = read_transfer(args.model)["source"]
+            print(f"transfer run from {source}: frozen as it trained: {', '.join(frozen)}",
+                  file=sys.stdout if args.format == "table" else sys.stderr)
         info = model_info(config.model.name)
         if shape is None:
             chans = config.model.in_chans or info.input_size[0]
@@ -90,7 +97,10 @@ def _load(args) -> tuple[object, tuple[int, ...], str]:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.analysis import summary
+    from cnnlab.device import resolve_device
 
+    if args.device is not None:
+        args.device = str(resolve_device(args.device))  # auto: cuda where there is one
     model, shape, label = _load(args)
     s = summary(model, shape, depth=args.depth, batch_size=args.batch_size, device=args.device,
                 train=args.train, optimizer=args.optimizer)

@@ -7,7 +7,14 @@ import os
 import shutil
 from pathlib import Path
 
-from cnnlab.cli._args import add_config_flags, config_flag_values, positive_int
+from cnnlab.cli._args import (
+    NO_PROGRESS_HELP,
+    OVERWRITE_HELP,
+    HelpFormatter,
+    add_config_flags,
+    config_flag_values,
+    positive_int,
+)
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -50,7 +57,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "train", help="train a model and write a run directory",
         description="Train a model on a data set; writes config.json, metrics.csv, curves.png, "
         "model.safetensors and state.pt to --out after every epoch.",
-        epilog=EXAMPLE + "\n\n" + _config_keys(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLE + "\n\n" + _config_keys(), formatter_class=HelpFormatter)
     parser.add_argument("model", nargs="?", default=None,
                         help="model name (see `cnnlab models`); optional with --recipe or --resume")
     parser.add_argument("--recipe", default=None, choices=list(RECIPES),
@@ -66,8 +73,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set train.weight_decay=1e-4")
     parser.add_argument("--out", default=None, help="run directory to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    parser.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     return parser
 
 

@@ -6,7 +6,16 @@ import argparse
 import shutil
 from pathlib import Path
 
-from cnnlab.cli._args import add_config_flags, config_flag_values, non_negative_float, positive_int
+from cnnlab.cli._args import (
+    NO_PROGRESS_HELP,
+    OVERWRITE_HELP,
+    HelpFormatter,
+    add_config_flags,
+    config_flag_values,
+    non_negative_float,
+    positive_int,
+    shared_help,
+)
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -16,7 +25,7 @@ EXAMPLE = """examples:
   cnnlab transfer --from runs/lenet --data digits --freeze features --cache-features --out runs/digits
   cnnlab transfer --from runs/src --data fashion-mnist --classes 5-9 --freeze stage1 \\
       --backbone-lr-scale 0.1 --epochs 3 --out runs/fm59
-  cnnlab transfer --from resnet18.pth --model resnet18 --input-size 28 --data mnist --out runs/r18"""
+  cnnlab transfer --from resnet18.pth --model resnet18 --input-size 224 --data mnist --out runs/r18"""
 
 
 # Flags for config keys (type, help and default from the config); every other key is a --set.
@@ -41,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "transfer", help="transfer a trained network to new classes",
         description="Replace the classifier of a trained network for a new task, freeze part of "
         "it, and fine-tune it — or train only the head on backbone features cached on disk.",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLE, formatter_class=HelpFormatter)
     parser.add_argument("--from", dest="source", default=None,
                         help="run directory of `cnnlab train`, a weights file (.safetensors, "
                         ".pth torchvision state dict) with --model, or a model name with --weights")
@@ -53,10 +62,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help="architecture of a bare weights file")
     parser.add_argument("--input-size", type=positive_int, default=None,
                         help="input size the weights file's model was built for")
-    parser.add_argument("--data", default="digits", choices=DATASET_NAMES,
-                        help="target data set; images are resized to the model's input size "
-                        "(default: %(default)s)")
-    parser.add_argument("--data-dir", default=None, help="folder with the target's IDX files")
+    parser.add_argument("--data", default="digits", choices=DATASET_NAMES, metavar="NAME",
+                        help=f"target data set, one of: {', '.join(DATASET_NAMES)} (imagefolder: "
+                        f"--data-dir is its root); images are resized to the model's input size "
+                        f"(default: %(default)s)")
+    parser.add_argument("--data-dir", default=None, help=shared_help("--data-dir", "none"))
     parser.add_argument("--classes", default=None,
                         help="keep only these labels, renumbered 0..k-1: e.g. 5-9 or 0,2,4")
     parser.add_argument("--freeze", default="features",
@@ -79,8 +89,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set train.weight_decay=0")
     parser.add_argument("--out", default=None, help="run directory to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    parser.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    parser.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
     return parser
 
 

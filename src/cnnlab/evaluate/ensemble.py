@@ -80,7 +80,8 @@ class EnsembleResult:
 def ensemble_evaluate(models: Sequence[nn.Module], datasets: Sequence[InMemoryDataset],
                       names: Sequence[str] | None = None, combine: str = "prob",
                       tta: str = "none", crop_sizes: Sequence[int] | None = None,
-                      batch_size: int = 500, precision: Precision | None = None) -> EnsembleResult:
+                      batch_size: int = 500, precision: Precision | None = None,
+                      progress: bool = False) -> EnsembleResult:
     """Evaluate each member and their combination on the same test examples.
 
     Args:
@@ -91,6 +92,7 @@ def ensemble_evaluate(models: Sequence[nn.Module], datasets: Sequence[InMemoryDa
         combine: ``prob`` (mean of probabilities) or ``logit`` (softmax of mean logits).
         tta: test-time augmentation mode applied to every member (tta.py).
         crop_sizes: each member's crop size (default: its data set's image size).
+        progress: a bar per member (``member 2/3: NAME``), on a terminal only.
     """
     if len(models) != len(datasets):
         raise ConfigError(f"{len(models)} models but {len(datasets)} test sets")
@@ -101,8 +103,11 @@ def ensemble_evaluate(models: Sequence[nn.Module], datasets: Sequence[InMemoryDa
                               f"ensemble runs trained on the same data set and classes")
     names = list(names or [f"member{i}" for i in range(len(models))])
     crop_sizes = crop_sizes or [ds.image_shape[-1] for ds in datasets]
-    member_logits = [predict(m, ds, tta, crop, batch_size, precision)
-                     for m, ds, crop in zip(models, datasets, crop_sizes)]  # each (V, N, C)
+    count = len(models)
+    member_logits = [predict(m, ds, tta, crop, batch_size, precision,
+                             f"member {i + 1}/{count}: {name}" if progress else None)
+                     for i, (m, ds, crop, name) in enumerate(zip(models, datasets, crop_sizes, names))]
+    # each (V, N, C)
     classes = datasets[0].classes
     members = [result_from_probabilities(combine_predictions([z], combine), labels, classes)
                for z in member_logits]

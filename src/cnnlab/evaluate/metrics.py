@@ -36,13 +36,18 @@ class EvalResult:
         return self.confusion.diag() / self.confusion.sum(1).clamp(min=1)
 
     def format_confusion(self) -> str:
-        """The confusion matrix as a text table (rows: true class, columns: predicted)."""
-        names = [c[:10] for c in self.classes]
-        width = max(6, *(len(n) for n in names))
-        lines = [" " * width + " " + " ".join(f"{i:>5d}" for i in range(len(names))) + "  acc"]
+        """The confusion matrix as a text table: one row per true class (numbered, full name),
+        one column per predicted class (by the rows' numbers), then the row's accuracy."""
+        labels = [f"{i} {name}" for i, name in enumerate(self.classes)]
+        corner = "true \\ predicted"
+        width = max(len(corner), *(len(x) for x in labels))
+        cell = max(5, len(str(int(self.confusion.max()))) + 1) if self.confusion.numel() else 5
+        lines = [f"{corner:<{width}} " + "".join(f"{i:>{cell}d}" for i in range(len(labels)))
+                 + "     acc"]
         for i, row in enumerate(self.confusion.tolist()):
             acc = self.per_class_accuracy[i].item() * 100
-            lines.append(f"{names[i]:>{width}} " + " ".join(f"{v:>5d}" for v in row) + f" {acc:5.1f}")
+            lines.append(f"{labels[i]:<{width}} " + "".join(f"{v:>{cell}d}" for v in row)
+                         + f"  {acc:5.1f}%")
         return "\n".join(lines)
 
 
@@ -89,15 +94,16 @@ def predict_logits(model: nn.Module, dataset: InMemoryDataset, batch_size: int =
 
 def evaluate_model(model: nn.Module, dataset: InMemoryDataset, batch_size: int = 1000,
                    precision: Precision | None = None, tta: str = "none",
-                   crop_size: int | None = None) -> EvalResult:
+                   crop_size: int | None = None, progress: str | None = None) -> EvalResult:
     """Loss, top-1/top-5 accuracy, confusion matrix and ECE of ``model`` on ``dataset``.
 
     The predictions are :func:`predict`'s; with ``tta`` other than ``"none"`` each image's views
     (``crop_size``: default the images' size) are combined by averaging their softmax
     probabilities (:func:`~cnnlab.evaluate.tta.average_probabilities`) and the loss is the mean of
     -log p(true class); with one view it is the exact cross-entropy of the logits.
+    ``progress`` labels a progress bar over the examples (None: none).
     """
-    logits = predict(model, dataset, tta, crop_size, batch_size, precision)  # (V, N, C)
+    logits = predict(model, dataset, tta, crop_size, batch_size, precision, progress)  # (V, N, C)
     if len(logits) > 1:
         return result_from_probabilities(average_probabilities(logits), dataset.labels,
                                          dataset.classes)

@@ -35,7 +35,8 @@ from cnnlab.evaluate.tta import NUM_VIEWS, TTA_MODES, tta_views
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset, tta: str = "none", crop_size: int | None = None,
-            batch_size: int = 500, precision: Precision | None = None) -> torch.Tensor:
+            batch_size: int = 500, precision: Precision | None = None,
+            progress: str | None = None) -> torch.Tensor:
     """Logits (V, N, classes), float32 on the CPU, of every view of every example, in order.
 
     Args:
@@ -46,6 +47,8 @@ def predict(model: nn.Module, dataset, tta: str = "none", crop_size: int | None 
         crop_size: side of the crops (default: the images' size).
         batch_size: inputs per forward pass, views included.
         precision: device, autocast dtype and memory format (default: CPU fp32).
+        progress: the label of a progress bar over the examples (shown on a terminal only);
+            None: no bar.
     """
     if tta not in TTA_MODES:
         raise ConfigError(f"unknown TTA mode {tta!r}; choose one of {', '.join(TTA_MODES)}")
@@ -56,6 +59,12 @@ def predict(model: nn.Module, dataset, tta: str = "none", crop_size: int | None 
     was_training = model.training
     model.eval()
     outputs = []
+    from tqdm.auto import tqdm
+
+    views_note = f" x {views} views" if views > 1 else ""
+    bar = tqdm(total=len(dataset), desc=f"{progress}{views_note}" if progress else None,
+               unit="img", leave=False, dynamic_ncols=True,
+               disable=None if progress else True)  # None: shown on a terminal only
     try:
         for raw in _raw_batches(dataset, step):
             raw = raw.to(precision.device)  # (B, C, H, W) uint8, or (B, ...) float features
@@ -69,7 +78,9 @@ def predict(model: nn.Module, dataset, tta: str = "none", crop_size: int | None 
             with precision.autocast():
                 logits = model(precision.format(x)).float()  # (V*B, classes): one pass
             outputs.append(logits.view(views, len(raw), -1).cpu())
+            bar.update(len(raw))
     finally:
+        bar.close()
         model.train(was_training)
     return torch.cat(outputs, dim=1)
 

@@ -131,6 +131,7 @@ def _plot(ctx: LabContext, numbers: dict) -> None:
     for i, k in enumerate(keys):
         ax1.text(i, m[k]["macs"] / 1e6, f"{m[k]['macs'] / 1e6:.1f}M\n{m[k]['params'] / 1e3:.0f}k p",
                  ha="center", va="bottom", fontsize=8)
+    ax1.set_ylim(top=1.2 * max(m[k]["macs"] / 1e6 for k in keys))  # room for the labels
     ax1.set_ylabel("multiply-adds (millions) on 28x28x192")
     ax1.set_title("cost with and without 1x1 reductions")
     for name, row in numbers["nets"].items():
@@ -173,4 +174,5 @@ EXPERIMENT = Experiment(
         full=dict(n_train=60000, n_test=10000, epochs=15),
     ),
     run=run,
+    runs=lambda s: 2,  # with and without the reductions
 )

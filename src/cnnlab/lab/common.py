@@ -28,6 +28,7 @@ from torch import nn
 
 from cnnlab.data.datasets import InMemoryDataset, balanced_order, load_dataset
 from cnnlab.errors import ConfigError
+from cnnlab.text import plural
 from cnnlab.train.checkpoint import atomic_write_text
 from cnnlab.train.values import coerce
 
@@ -52,6 +53,7 @@ class Experiment:
     claim: str  # the notes' claim it tests, one line
     settings: dict[str, dict]  # scale -> settings; "quick" and "full" override "default"
     run: Callable[[LabContext], Outcome]
+    runs: Callable[[dict], int] | None = None  # networks it trains, from its settings (progress)
 
     def resolve(self, scale: str, overrides: dict | None = None) -> dict:
         """The settings at ``scale`` (quick/full on top of default), then checked overrides: each
@@ -127,6 +129,7 @@ class LabContext:
     device: str = "auto"
     log: Callable[[str], None] = print
     plots: list[dict] = field(default_factory=list)
+    bar: object = None  # a tqdm bar over the networks trained (run_experiment's), or None
 
     def seed_all(self, offset: int = 0) -> None:
         """Seed torch's global RNG with ``seed + offset`` (model initialisation)."""
@@ -143,14 +146,17 @@ class LabContext:
     def train(self, model: nn.Module, run_name: str, train_set: InMemoryDataset,
               test_set: InMemoryDataset, epochs: int, lr: float, batch_size: int = 128, *,
               groups: list[dict] | None = None, model_name: str | None = None,
-              seed_offset: int = 0, augment: dict | None = None, **train) -> list[dict]:
+              seed_offset: int = 0, augment: dict | None = None, distinct: int | None = None,
+              **train) -> list[dict]:
         """Train ``model`` with the Trainer into ``out/runs/<run_name>``; returns its history
         (epoch, train/test loss and accuracy per epoch; timings stay in the run's metrics.csv).
 
         ``train`` sets other keys of the run's ``train`` section (``optimizer="adamw"``,
         ``weight_decay=0.05``, ``precision="fp32"``, ...), ``augment`` keys of its ``augment``
         section (``crop_pad=2, flip=0.5``): both go through the run config's typed, validated
-        overrides. ``model_name`` is the registry name the model was built from, if any.
+        overrides. ``model_name`` is the registry name the model was built from, if any;
+        ``distinct`` the number of different images of a ``train_set`` repeated by
+        :func:`repeat_to` (for the log line).
         """
         from cnnlab.train import RunConfig, Trainer, apply_overrides
 
@@ -162,11 +168,18 @@ class LabContext:
         settings.update({f"augment.{k}": v for k, v in (augment or {}).items()})
         config = apply_overrides(RunConfig(), settings).validate()
         start = time.perf_counter()
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"training {run_name}")
         trainer = Trainer(config, self.out / "runs" / run_name, train_set, test_set, progress=False,
                           log=None, model=model, groups=groups)
         history = trainer.fit()
         last = history[-1]
-        self.log(f"  {run_name}: {len(train_set):,} images x {epochs} epochs · train acc "
+        images = plural(distinct or len(train_set), "image")
+        if distinct and distinct != len(train_set):
+            images += f" (repeated to {len(train_set):,} per epoch)"
+        if self.bar is not None:
+            self.bar.update()
+        self.log(f"  {run_name}: {images} x {plural(epochs, 'epoch')} · train acc "
                  f"{last['train_acc']:.2%} · test acc {last['test_acc']:.2%} · "
                  f"{time.perf_counter() - start:.0f}s")
         # timings stay in the run's metrics.csv; the numbers of a result must repeat exactly
@@ -182,8 +195,15 @@ class LabContext:
         return plt.subplots(1, ncols, figsize=(size[0] * ncols, size[1]))
 
     def save(self, fig, name: str, caption: str) -> str:
-        """Save ``fig`` as ``out/<name>.png`` and record it (with its caption) for the report."""
+        """Save ``fig`` as ``out/<name>.png`` and record it (with its caption) for the report.
+        An axis labelled ``epoch`` gets whole-number ticks (a 2-epoch run: 1, 2; never 1.5)."""
         import matplotlib.pyplot as plt
+
+        from cnnlab.train.runlog import whole_number_ticks
+
+        for ax in fig.axes:
+            if ax.get_xlabel() == "epoch":
+                whole_number_ticks(ax, [x for line in ax.get_lines() for x in line.get_xdata()])
 
         file = f"{name}.png"
         fig.tight_layout()
@@ -195,8 +215,12 @@ class LabContext:
 
 def run_experiment(experiment: Experiment, out: str | Path, scale: str = "default", seed: int = 0,
                    overrides: dict | None = None, data_dir: str | None = None,
-                   device: str = "auto", log: Callable[[str], None] | None = print) -> dict:
-    """Run ``experiment`` and write ``out/results.json``; returns the results record."""
+                   device: str = "auto", log: Callable[[str], None] | None = print,
+                   progress: bool = True) -> dict:
+    """Run ``experiment`` and write ``out/results.json``; returns the results record.
+
+    ``progress``: a bar over the networks it trains (which one, of how many) on a terminal.
+    """
     settings = experiment.resolve(scale, overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,7 +230,16 @@ def run_experiment(experiment: Experiment, out: str | Path, scale: str = "defaul
     start = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     ctx.seed_all()
-    outcome = experiment.run(ctx)
+    from tqdm.auto import tqdm
+
+    total = experiment.runs(settings) if experiment.runs else None
+    ctx.bar = tqdm(total=total, desc=f"lab {experiment.name}", unit="run", leave=False,
+                   dynamic_ncols=True, disable=None if progress else True)  # None: a terminal only
+    try:
+        outcome = experiment.run(ctx)
+    finally:
+        ctx.bar.close()
+        ctx.bar = None
     record = dict(experiment=experiment.name, claim=experiment.claim, sentence=outcome.sentence,
                   scale=scale, seed=seed, settings=settings, numbers=outcome.numbers,
                   plots=ctx.plots, environment=environment(), started=started,

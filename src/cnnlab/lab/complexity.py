@@ -107,4 +107,5 @@ EXPERIMENT = Experiment(
                   n_train=60000, n_test=10000, epochs=15, batch_size=128),
     ),
     run=run,
+    runs=lambda s: len(s["models"]),
 )

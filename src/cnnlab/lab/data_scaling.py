@@ -32,7 +32,7 @@ def run(ctx: LabContext) -> Outcome:
         model = create_model(s["model"], num_classes=full.num_classes, in_chans=full.image_shape[0],
                              input_size=full.image_shape[-1])
         history = ctx.train(model, f"n{n}", repeat_to(train, s["min_epoch_images"]), test,
-                            s["epochs"], s["lr"], s["batch_size"], model_name=s["model"])
+                            s["epochs"], s["lr"], s["batch_size"], model_name=s["model"], distinct=n)
         rows.append(dict(n_train=n, test_acc=points(history[-1]["test_acc"]),
                          train_acc=points(history[-1]["train_acc"]),
                          test_loss=history[-1]["test_loss"]))
@@ -90,4 +90,5 @@ EXPERIMENT = Experiment(
         full=dict(model="resnet20", n_test=10000, epochs=30, min_epoch_images=20000),
     ),
     run=run,
+    runs=lambda s: len(s["sizes"]),
 )

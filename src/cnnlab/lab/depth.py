@@ -105,4 +105,5 @@ EXPERIMENT = Experiment(
                   crop_pad=4, flip=0.5),
     ),
     run=run,
+    runs=lambda s: 2 * len(s["depths"]),  # plain and resnet at each depth
 )

@@ -77,4 +77,5 @@ EXPERIMENT = Experiment(
         full=dict(model="resnet20", members=8, n_train=60000, n_test=10000, epochs=30),
     ),
     run=run,
+    runs=lambda s: s["members"],
 )

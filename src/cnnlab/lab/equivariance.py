@@ -135,12 +135,22 @@ def run(ctx: LabContext) -> Outcome:
 
 
 def _plot(ctx: LabContext, numbers: dict, shifts: list[int]) -> None:
+    from cnnlab.train.runlog import whole_number_ticks
+
     fig, (ax1, ax2) = ctx.figure(2)
-    for net, style in (("flatten", "-"), ("maxpool", "--")):
+    curves: dict[tuple, list[str]] = {}  # identical curves (the stride-1 maps: all zero) drawn once
+    for net in ("flatten", "maxpool"):
         for name, rows in numbers["layers"][net].items():
-            ax1.plot(shifts, [max(r["error"], 1e-8) for r in rows], style, marker="o",
-                     label=f"{net} {name} (stride {rows[0]['stride']})")
-    ax1.set_yscale("log")
+            key = (rows[0]["stride"], tuple(r["error"] for r in rows))
+            curves.setdefault(key, []).append(f"{net} {name}")
+    for (stride, errors), names in curves.items():
+        style = "-" if stride == 1 else "--"
+        ax1.plot(shifts, errors, style, marker="o", label=f"{', '.join(names)} (stride {stride})")
+    # symlog: an exact 0 sits at 0 on the axis (a log axis has no 0), small errors stay readable
+    ax1.set_yscale("symlog", linthresh=1e-6)
+    ax1.set_ylim(bottom=-3e-7)  # the zero line just above the frame, not hidden by it
+    for ax in (ax1, ax2):
+        whole_number_ticks(ax, shifts)  # shifts are whole pixels
     ax1.set_xlabel("input shift k (pixels)")
     ax1.set_ylabel("relative error of f(T_k x) vs T_j f(x), best j")
     ax1.set_title("feature maps shift with the input")
@@ -153,7 +163,8 @@ def _plot(ctx: LabContext, numbers: dict, shifts: list[int]) -> None:
     ax2.set_title("how much the prediction moves")
     ax2.legend()
     ctx.save(fig, "equivariance", "Left: error left after shifting each feature map by its best "
-             "shift j (log scale). Right: share of test predictions that change when the input "
+             "shift j (logarithmic above 1e-6, linear down to an exact 0; maps whose curves are "
+             "identical share one line). Right: share of test predictions that change when the input "
              "shifts, by classifier type.")
 
 
@@ -191,4 +202,5 @@ EXPERIMENT = Experiment(
         full=dict(n_train=60000, n_test=10000, epochs=10, shifts=[0, 1, 2, 3, 4, 5, 6]),
     ),
     run=run,
+    runs=lambda s: len(HEADS),
 )

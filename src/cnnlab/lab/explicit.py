@@ -87,5 +87,6 @@ EXPERIMENT = Experiment(
         full=dict(n_train=60000, n_test=10000, epochs=10),
     ),
     run=run,
+    runs=lambda s: 2,  # autograd and explicit
 )
 

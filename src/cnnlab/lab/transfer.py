@@ -96,7 +96,8 @@ def run(ctx: LabContext) -> Outcome:
             def fit(method, model, train, test_set, epochs, name, groups=None, least=None, lr=None):
                 h = ctx.train(model, f"{target.split()[0]}-k{k}-{method.replace(' ', '-')}",  # noqa: B023
                               repeat_to(train, least or s["min_epoch_images"]), test_set, epochs,
-                              lr or s["lr"], s["batch_size"], groups=groups, model_name=name)
+                              lr or s["lr"], s["batch_size"], groups=groups, model_name=name,
+                              distinct=len(train))
                 acc[method][k] = points(h[-1]["test_acc"])  # noqa: B023
 
             ctx.seed_all(1)

@@ -80,4 +80,5 @@ EXPERIMENT = Experiment(
         full=dict(model="resnet20", n_train=60000, n_test=10000, epochs=30),
     ),
     run=run,
+    runs=lambda s: 2,  # trained with and without crop + flip
 )

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.errors import ConfigError
+from cnnlab.text import plural
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;
@@ -197,6 +198,26 @@ def image_png(image: torch.Tensor, scale: int = 3) -> bytes:
     return bytes(encode_png(big.contiguous().cpu()).numpy())
 
 
+def _transfer_table(record: dict) -> str:
+    """Where a transfer run came from: source, what was frozen, the feature cache."""
+    rows = [["source", record.get("source") or record["source_model"]["name"]],
+            ["source model", record["source_model"]["name"]],
+            ["freeze policy", record["freeze"]],
+            ["frozen stages", ", ".join(record.get("frozen_stages") or []) or "none"],
+            ["target", record["target"]["name"] + (f" classes {record['target']['classes']}"
+                                                   if record["target"].get("classes") else "")]]
+    if record.get("cache_features"):
+        precision = record.get("cache_precision") or {}
+        layout = ", channels_last" if precision.get("channels_last") else ""
+        rows += [["feature cache", f"the output of {record.get('cache_point', '?')}, computed once "
+                  f"({precision.get('name', '?')}{layout}); the head trained on it"],
+                 *[["cache file", path] for path in record.get("cache_files", [])],
+                 ["cached views", record.get("cache_views", "none")]]
+    else:
+        rows.append(["backbone learning rate", f"lr x {record['backbone_lr_scale']}"])
+    return table(rows)
+
+
 def run_report(run_dir: Path, data_dir: str | None = None, max_mistakes: int = 24) -> str:
     """The report of a training (or transfer) run: config, curves, evaluation, model summary."""
     from cnnlab.analysis import summary
@@ -233,11 +254,18 @@ def run_report(run_dir: Path, data_dir: str | None = None, max_mistakes: int = 2
     sections.append(section(f"Most confident mistakes (up to {max_mistakes})",
                             _mistakes(result.probs, test_set, max_mistakes)))
     sections.append(section("Configuration", table(flatten(config.to_dict()), ["key", "value"])))
+    from cnnlab.transfer import freeze_as_trained, read_transfer
+
+    record = read_transfer(run_dir)
+    if record:
+        sections.insert(0, section("Transfer", _transfer_table(record)))
+    freeze_as_trained(run_dir, model)  # the summary counts what the run froze
     shape = (config.model.in_chans, config.model.input_size, config.model.input_size)
     sections.append(section(f"Model summary at {'x'.join(map(str, shape))}",
                             f"<pre>{esc(summary(model, shape, depth=2))}</pre>"))
     last = history[-1]
-    sub = (f"{config.model.name} on {config.data.name} · {int(last['epoch'])} epochs · "
+    origin = f" · transferred from {record.get('source') or 'weights'}" if record else ""
+    sub = (f"{config.model.name} on {config.data.name}{origin} · {plural(int(last['epoch']), 'epoch')} · "
            f"final test accuracy {last['test_acc']:.2%} · {run_dir}")
     return page(f"Run: {run_dir.name}", sub, sections)
 

@@ -16,6 +16,7 @@ import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from cnnlab.analysis import Summary  # noqa: E402
+from cnnlab.analysis.format import human  # noqa: E402
 from cnnlab.errors import ConfigError  # noqa: E402
 
 
@@ -27,6 +28,51 @@ def _leaf_rows(s: Summary):
     return [r for r in leaves if r.params or r.macs]
 
 
+_WORDS = {"": "count", "k": "thousands", "M": "millions", "G": "billions", "T": "trillions"}
+
+
+def _unit(values) -> tuple[float, str]:
+    """The power of 1000 that keeps the largest of ``values`` between 1 and 1000: (factor, prefix)."""
+    top = max((abs(v) for v in values), default=0)
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if top >= factor:
+            return factor, prefix
+    return 1.0, ""
+
+
+def place_labels(ax, xs, ys, names, fontsize: float = 7, order=None) -> list[str]:
+    """Label points without overlaps: each label takes the first of eight places around its
+    point that covers no other label and no point, in ``order`` (default: shortest name first,
+    so a family's plain member beats its variants); a label with no free place is left out.
+    Returns the names labelled."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    taken = []
+    for x, y in zip(xs, ys):  # the markers themselves
+        px, py = ax.transData.transform((x, y))
+        taken.append(matplotlib.transforms.Bbox.from_extents(px - 4, py - 4, px + 4, py + 4))
+    places = [(4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
+              (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"),
+              (7, 0, "left", "center"), (-7, 0, "right", "center")]
+    order = order or sorted(range(len(names)), key=lambda i: (len(names[i]), names[i]))
+    labelled = []
+    for i in order:
+        for dx, dy, ha, va in places:
+            text = ax.annotate(names[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
+                               ha=ha, va=va, fontsize=fontsize)
+            box = text.get_window_extent(renderer)
+            inside = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
+                      and box.y1 <= frame.y1)
+            if inside and not any(box.overlaps(other) for other in taken):
+                taken.append(box.expanded(1.04, 1.15))
+                labelled.append(names[i])
+                break
+            text.remove()
+    return labelled
+
+
 def plot_layer_costs(s: Summary, path: str | Path, title: str | None = None) -> Path:
     """Two bar charts, one bar per layer: parameters and multiply-adds (MACs)."""
     rows = _leaf_rows(s)
@@ -34,13 +80,15 @@ def plot_layer_costs(s: Summary, path: str | Path, title: str | None = None) -> 
     fig, (ax_p, ax_m) = plt.subplots(2, 1, figsize=(max(6.0, 0.22 * len(rows) + 2), 6.5),
                                      sharex=True)
     x = range(len(rows))
-    ax_p.bar(x, [r.params / 1e6 for r in rows], color="tab:blue")
-    ax_p.set_ylabel("parameters (M)")
-    ax_m.bar(x, [r.macs / 1e6 for r in rows], color="tab:orange")
-    ax_m.set_ylabel("multiply-adds (M)")
+    p_factor, p_prefix = _unit([r.params for r in rows])  # axis units by size: k, M, G
+    m_factor, m_prefix = _unit([r.macs for r in rows])
+    ax_p.bar(x, [r.params / p_factor for r in rows], color="tab:blue")
+    ax_p.set_ylabel(f"parameters ({_WORDS[p_prefix]})")
+    ax_m.bar(x, [r.macs / m_factor for r in rows], color="tab:orange")
+    ax_m.set_ylabel(f"multiply-adds ({_WORDS[m_prefix]})")
     ax_m.set_xticks(list(x), names, rotation=90, fontsize=7)
     ax_p.set_title(title or f"{s.model_name} at {'x'.join(map(str, s.input_shape[1:]))}: "
-                   f"{s.total_params / 1e6:.2f}M params, {s.total_macs / 1e9:.3f}G MACs")
+                   f"{human(s.total_params)} params, {human(s.total_macs)} MACs")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -102,19 +150,27 @@ def plot_complexity(path: str | Path, names: list[str] | None = None) -> Path:
         with torch.device("meta"):
             model = create_model(name)
         s = summary(model, info.input_size)
-        points.append((name, s.total_params / 1e6, s.total_macs / 1e9, info.year))
-    fig, ax = plt.subplots(figsize=(8, 6))
-    sc = ax.scatter([p[2] for p in points], [p[1] for p in points], c=[p[3] for p in points],
-                    cmap="viridis", s=40)
-    for name, params, macs, _ in points:
-        ax.annotate(name, (macs, params), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        points.append((name, s.total_params / 1e6, s.total_macs / 1e9, info.family, info.year))
+    families = sorted({p[3] for p in points}, key=lambda f: min(p[4] for p in points if p[3] == f))
+    colours = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(10, 7))
+    for k, family in enumerate(families):  # one colour per family, oldest first in the legend
+        mine = [p for p in points if p[3] == family]
+        year = min(p[4] for p in mine)
+        shade = (2 * k) % 20 + (2 * k) // 20 % 2  # tab20's strong colours first, then the pale
+        ax.scatter([p[2] for p in mine], [p[1] for p in mine], color=colours(shade), s=36,
+                   label=f"{family} ({year})", edgecolors="white", linewidths=0.5, zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.margins(0.12)
     ax.set_xlabel("multiply-adds per image (G MACs, at the default input size)")
     ax.set_ylabel("parameters (M)")
-    ax.set_title("Computational complexity of the zoo")
-    fig.colorbar(sc, ax=ax, label="year")
+    ax.grid(alpha=0.3, which="major")
+    ax.legend(fontsize=8, loc="upper left", title="family (first year)", title_fontsize=8)
+    ax.set_title("Computational complexity of the zoo (where names would overlap, a variant is "
+                 "left unlabelled: its colour gives the family)", fontsize=10)
     fig.tight_layout()
+    place_labels(ax, [p[2] for p in points], [p[1] for p in points], [p[0] for p in points])
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)

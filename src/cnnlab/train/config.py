@@ -54,7 +54,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     name: str = "fashion-mnist"  # a data set of cnnlab.data.DATASET_NAMES (imagefolder: data_dir is its root)
-    data_dir: str | None = None  # where to look first (else CNNLAB_DATA, cache, Debian)
+    data_dir: str | None = None  # searched first for the data files (then CNNLAB_DATA, cache, Debian)
     download: bool = True  # try the official source when the files are nowhere on disk
     image_size: int = 64  # imagefolder: side of the square images the network gets (crops: docs/training.md)
     workers: int = 2  # imagefolder: DataLoader worker processes decoding files

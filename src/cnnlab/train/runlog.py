@@ -43,6 +43,19 @@ class RunLog:
             self.writer.close()
 
 
+def whole_number_ticks(ax, values) -> None:
+    """Ticks on the x axis at whole numbers only (epochs, pixels): each value when there are
+    few (a 1-epoch run: one tick, 1, in the middle), else matplotlib's integer locator."""
+    from matplotlib.ticker import MaxNLocator
+
+    values = sorted({int(v) for v in values})
+    if values and values[-1] - values[0] <= 12:
+        ax.set_xticks(range(values[0], values[-1] + 1))
+        ax.set_xlim(values[0] - 0.5, values[-1] + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def draw_curves(history: list[dict]):
     """A matplotlib figure: loss (left) and accuracy (right) against the epoch, train and test
     (test only on the epochs that were evaluated, ``train.eval_every``)."""
@@ -61,6 +74,7 @@ def draw_curves(history: list[dict]):
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax_loss, ax_acc):
+        whole_number_ticks(ax, [int(r["epoch"]) for r in history])
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

@@ -31,6 +31,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.evaluate.metrics import EvalResult, evaluate_model
 from cnnlab.evaluate.tta import FlipTTA  # noqa: F401  (importable from here, its former home)
 from cnnlab.models import create_model
+from cnnlab.text import plural
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import (
     atomic_write_text,
@@ -272,8 +273,9 @@ class Trainer:
             if self.progress and step % 10 == 0:
                 loss_sum, correct = local.tolist()
                 rate = seen_now * self.dist.world_size / (time.perf_counter() - start)
-                bar.set_postfix(loss=f"{loss_sum / seen_now:.3f}", acc=f"{correct / seen_now:.3f}",
-                                img_s=f"{rate:,.0f}")
+                # the epoch line's order and units: loss, accuracy in %, images/s
+                bar.set_postfix({"loss": f"{loss_sum / seen_now:.4f}",
+                                 "acc": f"{correct / seen_now:.2%}", "img/s": f"{rate:,.0f}"})
             if t.checkpoint_every and (step + 1) % t.checkpoint_every == 0 and step + 1 < len(self.loader):
                 partial = distributed.all_reduce_sum(
                     torch.tensor([*local.tolist(), seen_now], dtype=torch.float64), self.dist) + sums
@@ -322,14 +324,15 @@ class Trainer:
                 runlog.epoch_end(self.history)
         procs = f" · {self.dist.world_size} processes" if self.dist.enabled else ""
         self.log(f"training {self.describe()} on {self.config.data.name} "
-                 f"({len(self.train_set):,} images) for {t.epochs} epochs · "
-                 f"{self.precision.describe()}{procs} · {torch.get_num_threads()} threads")
+                 f"({plural(len(self.train_set), 'image')}) for {plural(t.epochs, 'epoch')} · "
+                 f"{self.precision.describe()}{procs} · {plural(torch.get_num_threads(), 'thread')}")
         if self.epoch or self.step:
             self.log(f"resuming at epoch {self.epoch + 1}, step {self.step}")
         try:
             for epoch in range(self.epoch + 1, t.epochs + 1):
                 if self._run_epoch(epoch, runlog):
-                    self.log(f"early stop: no better test accuracy for {t.early_stop_patience} epochs")
+                    self.log(f"early stop: no better test accuracy for "
+                             f"{plural(t.early_stop_patience, 'evaluation')}")
                     break
         finally:
             if runlog is not None:

@@ -10,11 +10,19 @@ from cnnlab.transfer.freeze import (
     frozen_stage_names,
 )
 from cnnlab.transfer.head import CachedHead, FeatureDataset, split_for_cache
-from cnnlab.transfer.run import read_target, resume_transfer, run_test_spec, transfer
+from cnnlab.transfer.run import (
+    freeze_as_trained,
+    read_target,
+    read_transfer,
+    resume_transfer,
+    run_test_spec,
+    transfer,
+)
 from cnnlab.transfer.source import load_source, pretrained_source
 
 __all__ = ["CachedHead", "FREEZE_POLICIES", "FeatureDataset", "TargetSpec", "cache_key",
-           "cached_features", "discriminative_groups", "freeze", "freeze_bn_stats", "frozen_stage_names",
-           "frozen_weights_hash", "load_features", "load_source", "parse_classes",
-           "pretrained_source", "read_target", "resize_images", "resume_transfer", "run_test_spec",
-           "select_classes", "split_for_cache", "to_channels", "transfer"]
+           "cached_features", "discriminative_groups", "freeze", "freeze_as_trained",
+           "freeze_bn_stats", "frozen_stage_names", "frozen_weights_hash", "load_features",
+           "load_source", "parse_classes", "pretrained_source", "read_target", "read_transfer",
+           "resize_images", "resume_transfer", "run_test_spec", "select_classes",
+           "split_for_cache", "to_channels", "transfer"]

@@ -38,6 +38,7 @@ from cnnlab.data.datasets import InMemoryDataset
 from cnnlab.data.loader import normalize
 from cnnlab.device import Precision, resolve_precision
 from cnnlab.evaluate.tta import NUM_VIEWS, tta_views
+from cnnlab.text import plural
 
 
 def _hash_tensor(h, tensor: torch.Tensor) -> None:
@@ -89,11 +90,13 @@ def feature_batch_size(image_shape: tuple[int, ...], views: int = 1) -> int:
 @torch.no_grad()
 def compute_features(extract: Callable[[torch.Tensor], torch.Tensor], dataset: InMemoryDataset,
                      path: Path, views: str = "none", crop_size: int | None = None,
-                     batch_size: int | None = None, precision: Precision | None = None) -> Path:
+                     batch_size: int | None = None, precision: Precision | None = None,
+                     progress: bool = True) -> Path:
     """Run ``extract`` over every image (and view) in batches; write (V, N, ...) float32 to ``path``.
 
     The file is written under a temporary name and renamed when complete (atomic). Without a
     ``batch_size``, batches hold about 4 million input values (:func:`feature_batch_size`).
+    ``progress``: a bar over the images, on a terminal only.
     """
     precision = precision or resolve_precision("cpu", "fp32")
     crop = crop_size or dataset.image_shape[-1]
@@ -102,7 +105,7 @@ def compute_features(extract: Callable[[torch.Tensor], torch.Tensor], dataset: I
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     out = None
     bar = tqdm(total=len(dataset), desc="features", unit="img", leave=False, dynamic_ncols=True,
-               disable=None)  # None: shown on a terminal only
+               disable=None if progress else True)  # None: shown on a terminal only
     try:
         for start in range(0, len(dataset), batch_size):
             raw = dataset.images[start:start + batch_size].to(precision.device)  # (B, C, H, W) uint8
@@ -137,10 +140,12 @@ def load_features(path: str | Path) -> torch.Tensor:
 def cached_features(extract: Callable[[torch.Tensor], torch.Tensor], model: nn.Module,
                     dataset: InMemoryDataset, cache_dir: str | Path, transform: dict,
                     views: str = "none", crop_size: int | None = None, batch_size: int | None = None,
-                    precision: Precision | None = None, log=None) -> tuple[torch.Tensor, bool]:
+                    precision: Precision | None = None, log=None, progress: bool = True,
+                    files: list[Path] | None = None) -> tuple[torch.Tensor, bool]:
     """The frozen features of ``dataset``, from the cache when its key matches, else computed.
 
     Returns (features (V, N, ...) memory-mapped, True when read from an existing cache file).
+    ``progress``: a bar while computing (on a terminal); ``files``: the cache file is appended.
     """
     precision = precision or resolve_precision("cpu", "fp32")
     # the dtype is part of the key, the memory layout is not: fp32 NCHW and fp32 channels_last
@@ -151,14 +156,17 @@ def cached_features(extract: Callable[[torch.Tensor], torch.Tensor], model: nn.M
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"{dataset.name}-{len(dataset)}-{key[:20]}.npy"
     hit = path.is_file()
+    if files is not None:
+        files.append(path)
     if not hit:
         if log:
-            log(f"computing features of {len(dataset):,} {dataset.name} images "
-                f"({NUM_VIEWS[views]} view(s)) -> {path}")
+            log(f"computing features of {plural(len(dataset), dataset.name + ' image')} "
+                f"({plural(NUM_VIEWS[views], 'view')}) -> {path}")
         was_training = model.training
         model.eval()  # a frozen backbone's dropout is off: the cache holds what inference sees
         try:
-            compute_features(extract, dataset, path, views, crop_size, batch_size, precision)
+            compute_features(extract, dataset, path, views, crop_size, batch_size, precision,
+                             progress)
         finally:
             model.train(was_training)
         meta = dict(full, key=key, data=dataset.name, images=len(dataset))

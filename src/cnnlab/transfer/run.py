@@ -51,6 +51,20 @@ def read_target(run_dir: str | Path) -> TargetSpec | None:
     return TargetSpec.from_dict(json.loads(path.read_text())["target"])
 
 
+def read_transfer(run_dir: str | Path) -> dict | None:
+    """The ``transfer.json`` record of a transfer run (source, freeze policy and frozen stages,
+    cache point and files, target), or None for an ordinary run."""
+    path = Path(run_dir) / TRANSFER_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def freeze_as_trained(run_dir: str | Path, model: nn.Module) -> list[str]:
+    """Freeze ``model`` (loaded from ``run_dir``) as its transfer run trained it, so that a
+    summary counts its frozen parameters; returns the frozen stages (none for an ordinary run)."""
+    record = read_transfer(run_dir)
+    return freeze(model, record["freeze"]) if record else []
+
+
 def run_test_spec(run_dir: str | Path, config: RunConfig, data_dir: str | None = None) -> TargetSpec:
     """How to load a run's evaluation data: its transfer target, else its config's data set
     read as training read it (the whole data section: an image folder's size, streaming,
@@ -157,14 +171,14 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
         point, extract, network = split_for_cache(model)
         folder = Path(cache_dir) if cache_dir else user_cache_dir() / "features"
         transform = dict(point=point, target=target.to_dict())
-        datasets = []
+        datasets, files = [], []
         for ds, views in ((train_set, cache_views), (test_set, "none")):
             feats, _ = cached_features(extract, model, ds, folder, transform, views, target.size,
-                                       precision=precision, log=log)
+                                       precision=precision, log=log, progress=progress, files=files)
             datasets.append(FeatureDataset(feats, ds.labels, ds.classes, ds.name))
         model.to("cpu")
         train_set, test_set = datasets
-        record.update(cache_point=point, cache_precision=dict(
+        record.update(cache_point=point, cache_files=[str(f) for f in files], cache_precision=dict(
             name=precision.name, channels_last=precision.channels_last))
     else:  # fine-tuning: discriminative learning rates
         groups = discriminative_groups(model, config.train.lr, backbone_lr_scale,
