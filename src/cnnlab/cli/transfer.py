@@ -131,8 +131,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--from SOURCE and --out DIR are required (or --resume DIR)")
     out = Path(args.out)
     if Path(args.source).exists() and Path(args.source).resolve() == out.resolve():
-        raise ConfigError(f"--out {out} is the --from run itself: a transfer writes a new run; "
-                          f"choose another --out")
+        raise ConfigError(f"{out} already holds a run, the --from run itself: choose another "
+                          f"--out (--overwrite cannot replace the run a transfer starts from)")
     overwrite = False
     if (out / "config.json").exists():
         if not args.overwrite:
