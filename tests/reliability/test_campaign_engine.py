@@ -267,6 +267,27 @@ def _k7_check(root: Path, text: str) -> None:
     _same_as_reference("kill/k7")(root, text)
 
 
+def _transfer_run(out: str):
+    def setup(root: Path) -> None:
+        assert _quiet(["transfer", "--from", "runs/base", "--epochs", "1", "--no-progress",
+                       "--set", "train.tensorboard=false", "--out", out]) == 0
+    return setup
+
+
+def _transfer_resumes(out: str):
+    def check(root: Path, text: str) -> None:
+        Trainer.loss = _ORIGINAL_LOSS
+        assert (root / out / "state.pt").is_file()
+        assert _quiet(["transfer", "--resume", out, "--no-progress"]) == 0
+        assert len(read_metrics(root / out / "metrics.csv")) == 1
+    return check
+
+
+def _transfer_without_state(root: Path) -> None:
+    _transfer_run("runs/tn")(root)
+    (root / "runs/tn/state.pt").unlink()
+
+
 TRAIN = "train lenet5 --data-dir data/small --precision fp32 --no-progress --epochs 1"
 
 CASES = [
@@ -336,6 +357,18 @@ CASES = [
          ("--config", "--resume"), survive=BASE_FILES),
     Case("x03t", "transfer --resume runs/base --from runs/base --no-progress", 2,
          ("--from", "--resume"), survive=BASE_FILES),
+    Case("t_done", "transfer --resume runs/tr --no-progress", 0,
+         ("is finished", "`cnnlab transfer --resume runs/tr --epochs N`"),
+         survive=("runs/tr/model.safetensors", "runs/tr/state.pt"), setup=_transfer_run("runs/tr")),
+    Case("t_more", "transfer --resume runs/tm --epochs 2 --no-progress", 0,
+         ("resuming at epoch 2", "test accuracy"), setup=_transfer_run("runs/tm"),
+         check=lambda root, text: len(read_metrics(root / "runs/tm/metrics.csv")) == 2 or
+         pytest.fail("no second epoch")),
+    Case("t_nostate", "transfer --resume runs/tn --no-progress", 2, ("no state.pt", "--overwrite"),
+         setup=_transfer_without_state),
+    Case("t_int", "transfer --from runs/base --epochs 1 --no-progress --set train.tensorboard=false "
+         "--out runs/ti", 128 + signal.SIGINT, ("interrupted (SIGINT)", "cnnlab transfer --resume runs/ti"),
+         setup=_interrupt_at_step(signal.SIGINT, 3), check=_transfer_resumes("runs/ti")),
     Case("x04", "train lenet5 --deterministic --precision bf16 --data-dir data/small --epochs 1 "
          "--no-progress --out runs/x04", 0, ("fp32", "test accuracy")),
     # kills at every moment: the resume gives the uninterrupted run's weights and metrics

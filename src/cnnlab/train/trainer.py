@@ -61,6 +61,7 @@ from cnnlab.train.optim import (
 from cnnlab.train.runlog import RunLog
 
 __all__ = ["Trainer", "train", "lr_factor", "param_groups", "build_optimizer", "TrainingDiverged",
+           "TrainingInterrupted",
            "cross_entropy_loss", "describe_model"]
 
 # A loss this many times its reference (the first step's loss, or chance level ln C if larger) has
