@@ -17,8 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -46,7 +44,6 @@ from cnnlab.train.checkpoint import (
     load_checkpoint,
     repair_run,
     resume_command,
-    save_checkpoint,
 )
 from cnnlab.train.config import RunConfig
 from cnnlab.train.loss import LossFn, cross_entropy_loss, default_loss
@@ -59,32 +56,21 @@ from cnnlab.train.optim import (
     param_groups,
 )
 from cnnlab.train.runlog import RunLog
+from cnnlab.train.safety import (
+    EXPLODED,
+    CheckpointKeeper,
+    StopSignals,
+    TrainingDiverged,
+    TrainingInterrupted,
+    all_finite,
+    reference_loss,
+)
 
 __all__ = ["Trainer", "train", "lr_factor", "param_groups", "build_optimizer", "TrainingDiverged",
            "TrainingInterrupted",
            "cross_entropy_loss", "describe_model"]
 
-# A loss this many times its reference (the first step's loss, or chance level ln C if larger) has
-# exploded: an epoch that does goes on with a warning, and a mid-epoch checkpoint whose weights
-# give such a loss is not kept (see train_epoch, _run_epoch).
-EXPLODED = 100.0
 PROBE_REPEATS = 5  # timed steps of each precision that `precision auto` keeps the best of
-
-
-class TrainingDiverged(ConfigError):
-    """The loss became NaN or infinite; the run directory keeps the last good checkpoint."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM stopped :meth:`Trainer.fit`; a checkpoint of the current step was written.
-    ``str()`` says where the run stopped and how to continue it; ``signal`` is the signal number."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signal = signum
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class Trainer:
@@ -181,8 +167,8 @@ class Trainer:
         self.first_loss: float | None = None  # the run's first training loss (explosion reference)
         self.stopped_early = False
         self._t0: float | None = None  # when fit() started
-        self._pending: tuple[dict, dict] | None = None  # a checkpoint not yet verified finite
-        self._signal: int | None = None  # SIGINT/SIGTERM received during fit()
+        self.keeper = CheckpointKeeper(self.out, self.dist.is_main)  # writes verified checkpoints
+        self.signals = StopSignals(self.log, enabled=not self.dist.enabled)  # during fit()
         if state is not None:
             self.load_state_dict(state)
         if overwrite and self.dist.is_main:  # inputs validated: only now the old run goes
@@ -325,16 +311,13 @@ class Trainer:
             logits = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
             loss = self.loss(outputs, targets)
             if not torch.isfinite(loss):
-                self._pending = None  # its weights gave this loss: never written
-                raise TrainingDiverged(self._diverged(
-                    f"the training loss became {loss.item()} at epoch {epoch} step {step}"))
+                self.keeper.drop()  # the held checkpoint's weights gave this loss: never written
+                raise self.keeper.diverged(
+                    f"the training loss became {loss.item()} at epoch {epoch} step {step}", t.lr)
             if self.first_loss is None:
                 self.first_loss = loss.item()
-            if self._pending is not None:  # its weights gave this loss: keep it if it is sane
-                if loss.item() <= EXPLODED * self._reference():
-                    self._flush_pending()
-                else:  # finite but exploded: not a checkpoint to come back to
-                    self._pending = None
+            if self.keeper.held is not None:  # the loss of its weights: written if sane
+                self.keeper.verify(loss.item(), self._reference())
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if t.grad_clip > 0:
@@ -360,8 +343,8 @@ class Trainer:
                     torch.tensor([*local.tolist(), seen_now], dtype=torch.float64), self.dist) + sums
                 self.epoch, self.step = epoch - 1, step + 1
                 self.partial = dict(zip(("loss", "correct", "seen"), partial.tolist()))
-                self._hold_checkpoint()
-            if self._signal is not None and step + 1 < len(self.loader):
+                self.keeper.hold(self._snapshot())
+            if self.signals.received is not None and step + 1 < len(self.loader):
                 partial = torch.tensor([*local.tolist(), seen_now], dtype=torch.float64) + sums
                 self.epoch, self.step = epoch - 1, step + 1
                 self.partial = dict(zip(("loss", "correct", "seen"), partial.tolist()))
@@ -385,77 +368,18 @@ class Trainer:
         return copy.deepcopy(self.state_dict()), weights
 
     def _finite(self) -> bool:
-        """True when every floating-point weight and buffer (training and evaluated) is finite."""
-        tensors = [*self.model.state_dict().values(), *self.eval_model.state_dict().values()]
-        return all(bool(torch.isfinite(v).all()) for v in tensors if v.is_floating_point())
-
-    def _write(self, state: dict, weights: dict) -> None:
-        if self.dist.is_main:
-            save_checkpoint(self.out, state, weights)
-
-    def _hold_checkpoint(self) -> None:
-        """A checkpoint of this moment, written once the next step's loss proves its weights
-        finite (:meth:`_flush_pending`): a checkpoint the loss diverges from is never kept."""
-        self._pending = self._snapshot()
-
-    def _flush_pending(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self._write(*pending)
-
-    def _checkpoint(self, verified: bool) -> None:
-        """The checkpoint of this moment: written now when ``verified`` (the weights are finite
-        and the test loss computed from them was), held until the next step's loss otherwise."""
-        if verified:
-            self._pending = None
-            self._write(*self._snapshot())
-        else:
-            self._hold_checkpoint()
+        return all_finite(self.model, self.eval_model)
 
     def _reference(self) -> float:
-        """The loss scale an exploded loss is measured against: the run's first training loss,
-        or chance level (ln C) when that is larger."""
-        return max(self.first_loss or 0.0, math.log(max(2, self.config.model.num_classes or 2)))
-
-    def _diverged(self, what: str) -> str:
-        """The message of a diverged run: what happened, what to change, what was kept."""
-        t = self.config.train
-        advice = (f"lower the learning rate (train.lr={t.lr}) or clip gradients (train.grad_clip)")
-        if (self.out / "state.pt").is_file():
-            kept = (f"the last good checkpoint is kept in {self.out}: continue from it with a "
-                    f"smaller learning rate, `{resume_command(self.out)} --lr {t.lr / 10:g}`")
-        else:
-            kept = ("no checkpoint was written (the loss diverged before the first one): start "
-                    "again with a smaller learning rate and --overwrite")
-        return f"{what}; {advice} — {kept}"
+        return reference_loss(self.first_loss, self.config.model.num_classes)
 
     def _stop_on_signal(self, where: str) -> None:
         """Write the checkpoint of this moment (if its weights are finite) and stop."""
-        signum = self._signal
-        name = signal.Signals(signum).name
         if self._finite():
-            self._write(*self._snapshot())
+            self.keeper.write(self._snapshot())
         else:
-            self._flush_pending()
-        if (self.out / "state.pt").is_file():
-            saved = f"checkpoint saved in {self.out}; continue with `{resume_command(self.out)}`"
-        else:
-            saved = "no checkpoint was written yet"
-        raise TrainingInterrupted(f"interrupted ({name}) at {where}: {saved}", signum)
-
-    def _on_signal(self, signum, frame) -> None:
-        if self._signal is not None:  # a second Ctrl-C: stop at once
-            raise KeyboardInterrupt
-        self._signal = signum
-        self.log(f"{signal.Signals(signum).name}: stopping after this step (again to stop at once)")
-
-    def _install_signal_handlers(self) -> dict:
-        """SIGINT and SIGTERM set a flag the loop reads after each step (one process, main
-        thread; under torchrun the launcher owns the signals)."""
-        if self.dist.enabled or threading.current_thread() is not threading.main_thread():
-            return {}
-        return {signum: signal.signal(signum, self._on_signal)
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+            self.keeper.drop()
+        raise self.keeper.interrupted(self.signals.received, where)
 
     def evaluate(self) -> EvalResult:
         """Loss, accuracy and confusion of :attr:`eval_model` on the test set, with the run's own
@@ -495,22 +419,21 @@ class Trainer:
                  f"{self.precision.describe()}{procs} · {torch.get_num_threads()} threads")
         if self.epoch or self.step:
             self.log(f"resuming at epoch {self.epoch + 1}, step {self.step}")
-        previous = self._install_signal_handlers()
         try:
-            for epoch in range(self.epoch + 1, t.epochs + 1):
-                stop = self._run_epoch(epoch, runlog)
-                if self._signal is not None and epoch < t.epochs:
-                    self._stop_on_signal(f"the end of epoch {epoch}")
-                if stop:
-                    self.log(f"early stop: no better test accuracy for {t.early_stop_patience} epochs")
-                    self.stopped_early = True
-                    self._checkpoint(verified=self._finite())
-                    break
+            with self.signals:
+                for epoch in range(self.epoch + 1, t.epochs + 1):
+                    stop = self._run_epoch(epoch, runlog)
+                    if self.signals.received is not None and epoch < t.epochs:
+                        self._stop_on_signal(f"the end of epoch {epoch}")
+                    if stop:
+                        self.log(f"early stop: no better test accuracy for "
+                                 f"{t.early_stop_patience} epochs")
+                        self.stopped_early = True
+                        self.keeper.write(self._snapshot())
+                        break
             if self._finite():  # an unevaluated last checkpoint: its weights are finite
-                self._flush_pending()
+                self.keeper.flush()
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
             if runlog is not None:
                 runlog.close()
         return self.history
@@ -532,11 +455,13 @@ class Trainer:
                                               0 if improved else self.bad_epochs + 1)
             tested = f"test loss {result.loss:.4f} acc {result.accuracy:.2%}  "
         if result is not None and not math.isfinite(result.loss):
-            self._pending = None
-            raise TrainingDiverged(self._diverged(f"the test loss became {result.loss} after "
-                                                  f"epoch {epoch}"))
+            self.keeper.drop()
+            raise self.keeper.diverged(f"the test loss became {result.loss} after epoch {epoch}",
+                                       t.lr)
         self.history.append(row)
-        self._checkpoint(verified=result is not None and self._finite())
+        # verified by the finite test loss of finite weights; else held until the next step's loss
+        verified = result is not None and self._finite()
+        (self.keeper.write if verified else self.keeper.hold)(self._snapshot())
         if runlog is not None:
             runlog.epoch_end(self.history)
         self.log(f"epoch {epoch:>3}/{t.epochs}  train loss {train_loss:.4f} acc {train_acc:.2%}  "
