@@ -68,13 +68,14 @@ class CheckpointKeeper:
         self.out, self.is_main = out, is_main
         self.held: tuple[dict, dict] | None = None
 
-    def write(self, checkpoint: tuple[dict, dict]) -> None:
-        """Write ``checkpoint`` now (it is verified); a held one is superseded."""
+    def write(self, checkpoint: tuple[dict, dict] | None) -> None:
+        """Write ``checkpoint`` now (it is verified); a held one is superseded. ``None``: nothing
+        to write (a process other than the main one)."""
         self.held = None
-        if self.is_main:
+        if self.is_main and checkpoint is not None:
             save_checkpoint(self.out, *checkpoint)
 
-    def hold(self, checkpoint: tuple[dict, dict]) -> None:
+    def hold(self, checkpoint: tuple[dict, dict] | None) -> None:
         """Keep ``checkpoint`` until :meth:`verify` sees the loss of its weights."""
         self.held = checkpoint
 

@@ -362,8 +362,11 @@ class Trainer:
         """Seconds of training so far, across resumes."""
         return self.elapsed + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
 
-    def _snapshot(self) -> tuple[dict, dict]:
-        """(state.pt, model.safetensors) of this moment, as copies the next steps cannot change."""
+    def _snapshot(self) -> tuple[dict, dict] | None:
+        """(state.pt, model.safetensors) of this moment, as copies the next steps cannot change
+        (None on the processes that do not write: all but rank 0)."""
+        if not self.dist.is_main:
+            return None
         weights = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
         return copy.deepcopy(self.state_dict()), weights
 
