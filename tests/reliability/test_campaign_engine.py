@@ -339,6 +339,8 @@ CASES = [
     Case("r04", "train --resume rd/nostate --no-progress --data-dir data/small", 2,
          ("no state.pt", "--overwrite"), survive=("rd/nostate/config.json",),
          setup=_config_only("rd/nostate"), check=_advice_works("rd/nostate")),
+    Case("e_nost", "evaluate rd/nost --data-dir data/small", 2,
+         ("no model.safetensors", "--overwrite"), setup=_config_only("rd/nost")),
     Case("r_done", "train --resume runs/base --no-progress", 0, ("is finished", "--epochs N"),
          survive=BASE_FILES),
     Case("r_more", "train --resume runs/more --epochs 2 --no-progress", 0,

@@ -230,14 +230,17 @@ def repair_run(out: str | Path, state: dict) -> None:
     write_metrics(Path(out) / "metrics.csv", state["history"])
 
 
+def restart_advice(out: str | Path) -> str:
+    """How to start the run in ``out`` again from its saved config (it has no checkpoint)."""
+    if (Path(out) / TRANSFER_FILE).is_file():
+        return f"run the same `cnnlab transfer ... --out {out}` again with --overwrite"
+    return f"`cnnlab train --config {Path(out) / 'config.json'} --out {out} --overwrite`"
+
+
 def no_checkpoint_message(out: str | Path) -> str:
     """Why ``out`` cannot be resumed when it has a config but no ``state.pt``, and what to do."""
-    if (Path(out) / TRANSFER_FILE).is_file():
-        again = f"run the same `cnnlab transfer ... --out {out}` again with --overwrite"
-    else:
-        again = f"`cnnlab train --config {Path(out) / 'config.json'} --out {out} --overwrite`"
     return (f"nothing to resume in {out}: no state.pt (the run stopped before its first "
-            f"checkpoint); start it again from its saved config: {again}")
+            f"checkpoint); start it again from its saved config: {restart_advice(out)}")
 
 
 def load_checkpoint(out: str | Path) -> dict:
@@ -287,8 +290,11 @@ def load_run_model(run_dir: str | Path, map_location: str = "cpu") -> tuple[RunC
                           f"it in Python, then cnnlab.train.checkpoint.load_weights(model, "
                           f"{str(weights)!r})")
     if not weights.is_file():
+        advice = (f"resume it with `{resume_command(run_dir)}`"
+                  if (Path(run_dir) / "state.pt").is_file() else
+                  f"it stopped before its first checkpoint; start it again: {restart_advice(run_dir)}")
         raise ConfigError(f"{str(run_dir)!r} has no model.safetensors yet: the run has not "
-                          f"finished an epoch (resume it with `cnnlab train --resume {run_dir}`)")
+                          f"written its weights ({advice})")
     model = create_model(**config.model.create_kwargs())
     load_weights(model, weights)
     return config, model.to(map_location).eval()
