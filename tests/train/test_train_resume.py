@@ -69,3 +69,34 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path,
     for ra, rb in zip(rows_a, rows_b, strict=True):
         for col in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"):
             assert ra[col] == rb[col], col
+
+
+def test_ctrl_c_mid_epoch_saves_a_checkpoint_says_how_to_resume_and_resumes_exactly(
+        tmp_path, tiny_idx_dir):
+    full, stopped = tmp_path / "full", tmp_path / "stopped"
+    subprocess.run(_command(full, tiny_idx_dir, *_train_args(tiny_idx_dir)), check=True,
+                   env=_env(), capture_output=True)
+    proc = subprocess.Popen(_command(stopped, tiny_idx_dir, *_train_args(tiny_idx_dir)),
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while proc.poll() is None and not (stopped / "state.pt").exists():
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C, once training has started
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert f"continue with `cnnlab train --resume {stopped}`" in err
+    assert "Traceback" not in err
+    state = torch.load(stopped / "state.pt", weights_only=True)
+    assert state["epoch"] < 3  # stopped before the end
+    resumed = subprocess.run(_command(stopped, tiny_idx_dir, "--resume", str(stopped),
+                                      "--no-progress"), env=_env(), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(full / "model.safetensors"), load_file(stopped / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows_a, rows_b = read_metrics(full / "metrics.csv"), read_metrics(stopped / "metrics.csv")
+    for ra, rb in zip(rows_a, rows_b, strict=True):
+        for col in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"):
+            assert ra[col] == rb[col], col

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
+import sys
 from pathlib import Path
 
 from cnnlab.cli._args import (
@@ -85,6 +85,9 @@ def _resolve(args: argparse.Namespace):
     from cnnlab.train.recipes import recipe_config
 
     if args.resume:
+        refuse_beside_resume(args, "train", {"model": "a MODEL", "recipe": "--recipe",
+                                             "config": "--config", "out": "--out",
+                                             "overwrite": "--overwrite"})
         config = load_run_config(args.resume)
     else:
         config = recipe_config(args.recipe) if args.recipe else RunConfig()
@@ -100,9 +103,24 @@ def _resolve(args: argparse.Namespace):
     return config.validate()
 
 
+def refuse_beside_resume(args: argparse.Namespace, command: str, ignored: dict[str, str]) -> None:
+    """Refuse the options ``--resume`` would ignore (``ignored``: dest -> how the user wrote it):
+    a resumed run keeps its saved config, source and folder."""
+    defaults = getattr(args, "_resume_defaults", {})
+    given = [flag for dest, flag in ignored.items()
+             if getattr(args, dest, None) not in (None, False, defaults.get(dest))]
+    if given:
+        raise ConfigError(f"{', '.join(given)} cannot be changed with --resume: the run in "
+                          f"{args.resume} continues with its own saved config and folder (run "
+                          f"`cnnlab {command} --resume {args.resume}` alone, or with --epochs, "
+                          f"--lr or --set to change those)")
+
+
 def run(args: argparse.Namespace) -> int:
     from cnnlab.train import Trainer
+    from cnnlab.train.checkpoint import RunFinished, run_entries
     from cnnlab.train.distributed import cleanup, launch
+    from cnnlab.train.trainer import TrainingInterrupted
 
     config = _resolve(args)
     if args.show:
@@ -114,16 +132,26 @@ def run(args: argparse.Namespace) -> int:
     if not (args.resume or args.out):
         raise ConfigError("--out DIR is required (where the run is written)")
     child = "WORLD_SIZE" in os.environ  # a process started by torchrun
+    overwrite = False
     if not args.resume and not child and (out / "config.json").exists():
         if not args.overwrite:
             raise ConfigError(f"{out} already holds a run; choose another --out, add --overwrite, "
                               f"or continue it with --resume {out}")
-        shutil.rmtree(out)
+        run_entries(out)  # refuses a folder that holds more than a run, before any work
+        overwrite = True  # the Trainer clears it once the new run's inputs are validated
     if args.nproc > 1 and not child:
         return _launch(args, config, out, launch)
-    trainer = Trainer(config, out, progress=not args.no_progress, resume=bool(args.resume))
+    try:
+        trainer = Trainer(config, out, progress=not args.no_progress, resume=bool(args.resume),
+                          overwrite=overwrite or (child and args.overwrite))
+    except RunFinished as done:
+        print(done)
+        return 0
     try:
         history = trainer.fit()
+    except TrainingInterrupted as stop:
+        print(f"cnnlab train: {stop}", file=sys.stderr)
+        return 128 + stop.signal
     finally:
         cleanup(trainer.dist)
     if trainer.dist.is_main and history:
@@ -142,6 +170,8 @@ def _launch(args: argparse.Namespace, config, out: Path, launch) -> int:
     with os.fdopen(fd, "w") as f:
         f.write(config.to_json())
     try:
+        if args.overwrite:  # checked here; rank 0 clears the old run once its inputs load
+            extra.append("--overwrite")
         return launch(args.nproc, ["train", "--config", path, "--out", str(out), *extra])
     finally:
         os.unlink(path)

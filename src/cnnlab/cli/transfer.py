@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import shutil
+import sys
 from pathlib import Path
 
 from cnnlab.cli._args import (
@@ -91,11 +91,37 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="run directory to write")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--no-progress", action="store_true", help=NO_PROGRESS_HELP)
+    parser.set_defaults(_resume_defaults={dest: parser.get_default(dest) for dest in RESUME_IGNORES})
     return parser
 
 
+# What a transfer --resume takes from its run directory (transfer.json, config.json), so refuses.
+RESUME_IGNORES = {"source": "--from", "weights": "--weights", "model": "--model",
+                  "input_size": "--input-size", "data": "--data", "data_dir": "--data-dir",
+                  "classes": "--classes", "freeze": "--freeze", "freeze_bn_stats": "--freeze-bn-stats",
+                  "backbone_lr_scale": "--backbone-lr-scale", "cache_features": "--cache-features",
+                  "cache_dir": "--cache-dir", "cache_views": "--cache-views", "out": "--out",
+                  "overwrite": "--overwrite"}
+
+
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.train.checkpoint import RunFinished
+    from cnnlab.train.trainer import TrainingInterrupted
+
+    try:
+        return _run(args)
+    except RunFinished as done:
+        print(done)
+        return 0
+    except TrainingInterrupted as stop:
+        print(f"cnnlab transfer: {stop}", file=sys.stderr)
+        return 128 + stop.signal
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cnnlab.cli.train import refuse_beside_resume
     from cnnlab.train import apply_overrides
+    from cnnlab.train.checkpoint import run_entries
     from cnnlab.transfer import (
         TargetSpec,
         load_source,
@@ -106,17 +132,24 @@ def run(args: argparse.Namespace) -> int:
     )
 
     if args.resume:
-        history = resume_transfer(args.resume, progress=not args.no_progress)
+        refuse_beside_resume(args, "transfer", RESUME_IGNORES)
+        history = resume_transfer(args.resume, progress=not args.no_progress,
+                                  overrides=[config_flag_values(args, FLAGS), args.overrides])
         print(f"test accuracy: {history[-1]['test_acc'] * 100:.2f}%  (run saved in {args.resume})")
         return 0
     if not (args.source and args.out):
         raise ConfigError("--from SOURCE and --out DIR are required (or --resume DIR)")
     out = Path(args.out)
+    if Path(args.source).exists() and Path(args.source).resolve() == out.resolve():
+        raise ConfigError(f"{out} already holds a run, the --from run itself: choose another "
+                          f"--out (--overwrite cannot replace the run a transfer starts from)")
+    overwrite = False
     if (out / "config.json").exists():
         if not args.overwrite:
             raise ConfigError(f"{out} already holds a run; choose another --out, add --overwrite, "
                               f"or continue it with --resume {out}")
-        shutil.rmtree(out)
+        run_entries(out)  # refuses a folder that holds more than a run, before any work
+        overwrite = True  # cleared once the transfer's inputs are loaded and its model built
     target = TargetSpec(args.data, parse_classes(args.classes), data_dir=args.data_dir)
     if args.weights:
         source, model, pre = pretrained_source(args.source, args.weights)
@@ -130,6 +163,6 @@ def run(args: argparse.Namespace) -> int:
     history = transfer(model, source, target, config, out, args.freeze, args.backbone_lr_scale,
                        args.cache_features, args.cache_dir, args.cache_views,
                        source_name=source_name, progress=not args.no_progress,
-                       bn_stats_frozen=args.freeze_bn_stats)
+                       bn_stats_frozen=args.freeze_bn_stats, overwrite=overwrite)
     print(f"test accuracy: {history[-1]['test_acc'] * 100:.2f}%  (run saved in {out})")
     return 0

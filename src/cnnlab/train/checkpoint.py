@@ -3,16 +3,21 @@
 A run directory holds ``config.json`` (the resolved config), ``metrics.csv`` (one row per epoch),
 ``model.safetensors`` (weights) and ``state.pt`` (:meth:`~cnnlab.train.Trainer.state_dict`:
 optimizer, schedule, progress; loaded with ``weights_only=True``).
-A process killed at any moment leaves either the previous or the next complete file, never half.
+A process killed at any moment leaves either the previous or the next complete file, never half;
+the temp file a kill leaves behind is removed on resume (:func:`remove_stale_temps`). The files
+cnnlab may write into a run directory are listed once, in :data:`RUN_FILES`: ``--overwrite``
+removes those and nothing else (:func:`clear_run`).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,29 +25,129 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.errors import CnnlabError, ConfigError, DataError
 from cnnlab.train.config import ModelConfig, RunConfig
 
 METRICS_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
                    "images_per_s", "elapsed_s")
+TRANSFER_FILE = "transfer.json"  # a transfer run's source, freeze policy and target (cnnlab.transfer)
+# Every file cnnlab writes into a run directory (train, transfer, evaluate's documented --plot,
+# report, export) and the folders it creates there: what --overwrite may remove, and nothing else.
+RUN_FILES = ("config.json", "model.safetensors", "state.pt", "metrics.csv", "curves.png",
+             TRANSFER_FILE, "report.html", ".report_confusion.png", "confusion.png", "model.onnx",
+             "model.onnx.data", "model.pt")
+RUN_FOLDERS = ("tensorboard",)
+
+
+class DiskFullError(CnnlabError, OSError):
+    """A run file could not be written because the disk (or the user's quota) is full."""
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (/proc), else by setting
+    and restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``."""
+    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (0666 less the umask), not
+    mkstemp's 0600. A full disk raises :class:`DiskFullError` naming the file; the temp file is
+    removed and whatever ``path`` held before is untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        _raise_if_full(err, path)
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            _raise_if_full(err, path)
         raise
     return path
+
+
+def _raise_if_full(err: OSError, path: Path) -> None:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFullError(f"the disk is full: could not write {path} ({os.strerror(err.errno)})"
+                            ) from None
+
+
+def is_temp_file(name: str) -> bool:
+    """True for the temp file of one of :data:`RUN_FILES` (``.model.safetensors.x1y2.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp") and any(
+        name.startswith(f".{run_file}.") for run_file in RUN_FILES)
+
+
+def remove_stale_temps(out: str | Path) -> list[Path]:
+    """Remove the temp files that killed writes left in run directory ``out``; returns them."""
+    out = Path(out)
+    stale = sorted(p for p in out.iterdir() if p.is_file() and is_temp_file(p.name)) \
+        if out.is_dir() else []
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+def run_entries(out: str | Path) -> list[Path]:
+    """The entries of ``out`` that cnnlab wrote (:data:`RUN_FILES`, :data:`RUN_FOLDERS`, their
+    temp files); raise :class:`ConfigError` naming the first other entry (``--overwrite`` would
+    delete it)."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    entries = sorted(out.iterdir())
+    for entry in entries:
+        ours = (entry.name in RUN_FOLDERS and entry.is_dir()) or (
+            entry.is_file() and (entry.name in RUN_FILES or is_temp_file(entry.name)))
+        if not ours:
+            raise ConfigError(f"--overwrite would delete {entry}, which cnnlab did not write: "
+                              f"{out} holds more than a run; move it away or choose another --out")
+    return entries
+
+
+def clear_run(out: str | Path) -> None:
+    """Remove the run in ``out`` — only the files cnnlab writes (see :func:`run_entries`)."""
+    for entry in run_entries(out):
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def resume_command(out: str | Path) -> str:
+    """The command that continues the run in ``out`` (a transfer run resumes with transfer)."""
+    command = "transfer" if (Path(out) / TRANSFER_FILE).is_file() else "train"
+    return f"cnnlab {command} --resume {out}"
+
+
+def checkpoint_note(out: str | Path) -> str:
+    """What survives in ``out`` after a failed write: the previous checkpoint, or nothing."""
+    if (Path(out) / "state.pt").is_file():
+        return (f"the previous checkpoint in {out} survives: free some space, then "
+                f"`{resume_command(out)}`")
+    return "no checkpoint was written yet: free some space and run the command again"
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -76,20 +181,73 @@ def load_state(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def save_checkpoint(out: str | Path, state: dict, weights: nn.Module) -> None:
-    """A resumable checkpoint: ``weights``' state dict as ``model.safetensors``, then ``state``
-    (:meth:`cnnlab.train.Trainer.state_dict`) as ``state.pt``, each atomically."""
+def save_checkpoint(out: str | Path, state: dict, weights: nn.Module | dict) -> None:
+    """A resumable checkpoint: ``weights`` (a module or its state dict) as ``model.safetensors``,
+    then ``state`` (:meth:`cnnlab.train.Trainer.state_dict`) as ``state.pt``, each atomically.
+    A full disk raises :class:`DiskFullError` saying whether the previous checkpoint survives."""
+    from safetensors.torch import save
+
     out = Path(out)
-    save_weights(weights, out / "model.safetensors")
-    save_state(state, out / "state.pt")
+    if isinstance(weights, nn.Module):
+        weights = weights.state_dict()
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in weights.items()}
+    try:
+        atomic_write_bytes(out / "model.safetensors", save(tensors))
+        save_state(state, out / "state.pt")
+    except DiskFullError as err:
+        noted = DiskFullError(f"{err}; {checkpoint_note(out)}")
+        noted.noted = True
+        raise noted from None
+
+
+class RunFinished(CnnlabError):
+    """``--resume`` of a run that already trained all its epochs: nothing to do (the message says
+    how to train longer)."""
+
+
+def finished_message(out: str | Path, state: dict, epochs: int, command: str = "train") -> str | None:
+    """What to tell someone resuming the run in ``out`` (its ``state``) for ``epochs`` epochs when
+    there is nothing left to train; None when there is."""
+    done = int(state["epoch"])
+    stopped = bool(state.get("stopped_early")) and epochs <= int(state.get("planned_epochs", epochs))
+    if done < epochs and not stopped:
+        return None
+    history = state.get("history") or []
+    accuracy = next((row["test_acc"] for row in reversed(history) if row.get("test_acc") is not None),
+                    None)
+    tested = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
+    why = (f"early stopping ended it at epoch {done} of {epochs}" if stopped and done < epochs
+           else f"it trained all {done} epochs")
+    return (f"{out} is finished: {why}{tested}; to train longer, give more epochs: "
+            f"`cnnlab {command} --resume {out} --epochs N` with N > {done}")
+
+
+def repair_run(out: str | Path, state: dict) -> None:
+    """Tidy what a kill left in run directory ``out`` before it resumes from ``state``: the temp
+    files of interrupted writes go, and ``metrics.csv`` is rewritten from the checkpoint's own
+    history (a kill while it was written loses no row)."""
+    remove_stale_temps(out)
+    write_metrics(Path(out) / "metrics.csv", state["history"])
+
+
+def restart_advice(out: str | Path) -> str:
+    """How to start the run in ``out`` again from its saved config (it has no checkpoint)."""
+    if (Path(out) / TRANSFER_FILE).is_file():
+        return f"run the same `cnnlab transfer ... --out {out}` again with --overwrite"
+    return f"`cnnlab train --config {Path(out) / 'config.json'} --out {out} --overwrite`"
+
+
+def no_checkpoint_message(out: str | Path) -> str:
+    """Why ``out`` cannot be resumed when it has a config but no ``state.pt``, and what to do."""
+    return (f"nothing to resume in {out}: no state.pt (the run stopped before its first "
+            f"checkpoint); start it again from its saved config: {restart_advice(out)}")
 
 
 def load_checkpoint(out: str | Path) -> dict:
     """The ``state.pt`` of run directory ``out`` (tensors, dicts, lists, numbers and strings only)."""
     path = Path(out) / "state.pt"
     if not path.is_file():
-        raise ConfigError(f"nothing to resume in {out}: no state.pt (the run has not written a "
-                          f"checkpoint yet); start it again without --resume")
+        raise ConfigError(no_checkpoint_message(out))
     return load_state(path)
 
 
@@ -132,8 +290,11 @@ def load_run_model(run_dir: str | Path, map_location: str = "cpu") -> tuple[RunC
                           f"it in Python, then cnnlab.train.checkpoint.load_weights(model, "
                           f"{str(weights)!r})")
     if not weights.is_file():
+        advice = (f"resume it with `{resume_command(run_dir)}`"
+                  if (Path(run_dir) / "state.pt").is_file() else
+                  f"it stopped before its first checkpoint; start it again: {restart_advice(run_dir)}")
         raise ConfigError(f"{str(run_dir)!r} has no model.safetensors yet: the run has not "
-                          f"finished an epoch (resume it with `cnnlab train --resume {run_dir}`)")
+                          f"written its weights ({advice})")
     model = create_model(**config.model.create_kwargs())
     load_weights(model, weights)
     return config, model.to(map_location).eval()

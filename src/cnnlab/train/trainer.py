@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -34,10 +35,16 @@ from cnnlab.models import create_model
 from cnnlab.text import plural
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import (
+    DiskFullError,
+    RunFinished,
     atomic_write_text,
+    checkpoint_note,
+    clear_run,
     describe_model,
+    finished_message,
     load_checkpoint,
-    save_checkpoint,
+    repair_run,
+    resume_command,
 )
 from cnnlab.train.config import RunConfig
 from cnnlab.train.loss import LossFn, cross_entropy_loss, default_loss
@@ -50,12 +57,21 @@ from cnnlab.train.optim import (
     param_groups,
 )
 from cnnlab.train.runlog import RunLog
+from cnnlab.train.safety import (
+    EXPLODED,
+    CheckpointKeeper,
+    StopSignals,
+    TrainingDiverged,
+    TrainingInterrupted,
+    all_finite,
+    reference_loss,
+)
 
 __all__ = ["Trainer", "train", "lr_factor", "param_groups", "build_optimizer", "TrainingDiverged",
+           "TrainingInterrupted",
            "cross_entropy_loss", "describe_model"]
 
-class TrainingDiverged(ConfigError):
-    """The loss became NaN or infinite; the run directory keeps the last good checkpoint."""
+PROBE_REPEATS = 5  # timed steps of each precision that `precision auto` keeps the best of
 
 
 class Trainer:
@@ -74,18 +90,25 @@ class Trainer:
         loss_fn: ``loss(outputs, targets) -> scalar`` instead of :func:`default_loss`.
         progress: show a live progress bar (loss, accuracy, images/s, ETA).
         log: where to print one-line messages (None: silent).
-        resume: continue from ``out/state.pt`` (written by an earlier, interrupted run).
+        resume: continue from ``out/state.pt`` (written by an earlier, interrupted run), with
+            the precision that run resolved (never measured again); a run with nothing left to
+            train raises :class:`~cnnlab.train.checkpoint.RunFinished` before any data is loaded.
+        overwrite: replace the run in ``out`` — only once everything above is validated (config,
+            data, model), and only the files cnnlab writes
+            (:func:`~cnnlab.train.checkpoint.clear_run`).
     """
 
     def __init__(self, config: RunConfig, out: str | Path, train_set: InMemoryDataset | None = None,
                  test_set: InMemoryDataset | None = None, progress: bool = True, log=print,
                  model: nn.Module | None = None, groups: list[dict] | None = None,
-                 resume: bool = False, loss_fn: LossFn | None = None) -> None:
+                 resume: bool = False, loss_fn: LossFn | None = None,
+                 overwrite: bool = False) -> None:
         config = copy.deepcopy(config).validate()
         t, d = config.train, config.data
         self.out = Path(out)
         device = resolve_precision(t.device, "fp32").device
         self.dist = distributed.init_distributed(device.type)
+        state = self._resume_state(t.epochs) if resume else None
         self.progress = progress and self.dist.is_main
         self.log = (log if self.dist.is_main else None) or (lambda *_: None)
         if t.threads:
@@ -101,6 +124,8 @@ class Trainer:
         self.test_set = test_set or load_dataset(d.name, "test", **source)
         config = config.resolve(train_set.num_classes, train_set.image_shape[0],
                                 train_set.image_shape[-1])
+        if d.data_dir:  # absolute: a resume from another folder reads the same files
+            config.data.data_dir = str(Path(d.data_dir).expanduser().resolve())
         torch.manual_seed(t.seed)
         if model is None:
             model = create_model(**config.model.create_kwargs())
@@ -113,7 +138,13 @@ class Trainer:
             self.train_set, t.batch_size, shuffle=True, device=device, prefetch=d.prefetch,
             transform=self._augmenter(config), seed=t.seed, rank=self.dist.rank,
             world_size=self.dist.world_size)
-        self.precision = self._choose_precision(model, device, config)
+        self.probe: dict[str, float] = {}  # seconds per step that precision auto measured
+        recorded = (state or {}).get("precision")
+        if recorded and t.precision == "auto":  # resuming: the path the run resolved, no probe
+            self.precision = Precision(device, recorded["name"], bool(recorded["channels_last"]))
+            self.probe = dict(recorded.get("probe") or {})
+        else:
+            self.precision = self._choose_precision(model, device, config)
         config.train = dataclasses.replace(config.train, precision=self.precision.name,
                                            channels_last=self.precision.channels_last)
         self.config = config  # resolved: what config.json holds, what a resume reads back
@@ -134,9 +165,27 @@ class Trainer:
         self.best_acc, self.bad_epochs = -1.0, 0
         # where the run stands: epochs done, steps done in the next one, its running sums
         self.epoch, self.step, self.partial, self.elapsed = 0, 0, None, 0.0
+        self.first_loss: float | None = None  # the run's first training loss (explosion reference)
+        self.stopped_early = False
         self._t0: float | None = None  # when fit() started
-        if resume:
-            self.load_state_dict(load_checkpoint(self.out))
+        self.keeper = CheckpointKeeper(self.out, self.dist.is_main)  # writes verified checkpoints
+        self.signals = StopSignals(self.log, enabled=not self.dist.enabled)  # during fit()
+        if state is not None:
+            self.load_state_dict(state)
+        if overwrite and self.dist.is_main:  # inputs validated: only now the old run goes
+            clear_run(self.out)
+
+    def _resume_state(self, epochs: int) -> dict:
+        """``out/state.pt``, after tidying what a kill left (temp files, a metrics.csv behind the
+        checkpoint's history); raises :class:`RunFinished` when no epoch is left to train."""
+        state = load_checkpoint(self.out)
+        if self.dist.is_main:
+            repair_run(self.out, state)
+        command = resume_command(self.out).split()[1]
+        message = finished_message(self.out, state, epochs, command)
+        if message:
+            raise RunFinished(message)
+        return state
 
     @property
     def eval_model(self) -> nn.Module:
@@ -156,7 +205,11 @@ class Trainer:
           EMA is on); ``optimizer``, ``scheduler``, ``scaler``, ``ema`` — their ``state_dict()``;
         * ``rng`` — torch's CPU (and CUDA) generator state, for dropout;
         * ``partial`` — the running loss/accuracy sums of the interrupted epoch;
-        * ``history``, ``best_acc``, ``bad_epochs``, ``elapsed`` — rows and early-stopping state.
+        * ``history``, ``best_acc``, ``bad_epochs``, ``elapsed`` — rows and early-stopping state;
+          ``stopped_early``, ``planned_epochs`` — whether it is finished;
+        * ``precision`` — the numeric path (name, channels_last) and what ``auto`` measured, so a
+          resume runs the same path without measuring again; ``first_loss`` — the explosion
+          reference.
 
         The data order and augmentation need no state: the loader derives them from
         (seed, epoch, batch).
@@ -170,16 +223,28 @@ class Trainer:
                      optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                      scaler=self.scaler.state_dict(), rng=rng, partial=self.partial,
                      history=self.history, best_acc=self.best_acc, bad_epochs=self.bad_epochs,
-                     elapsed=self._elapsed())
+                     elapsed=self._elapsed(), first_loss=self.first_loss,
+                     stopped_early=self.stopped_early, planned_epochs=self.config.train.epochs,
+                     precision=dict(name=self.precision.name,
+                                    channels_last=self.precision.channels_last, probe=self.probe))
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` returned; training continues where it stopped."""
+        """Restore what :meth:`state_dict` returned; training continues where it stopped.
+
+        The learning rate is this Trainer's config's (``train.lr``, the groups' own), not the
+        checkpoint's: a run that diverged resumes with a smaller ``--lr``."""
+        base_lrs = [group.get("initial_lr", group["lr"]) for group in self.optimizer.param_groups]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.base_lrs = base_lrs
+        factor = self.lr_at(self.scheduler.last_epoch)
+        for group, base in zip(self.optimizer.param_groups, base_lrs):
+            group["initial_lr"], group["lr"] = base, base * factor
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
@@ -190,6 +255,8 @@ class Trainer:
         self.best_acc, self.bad_epochs = float(state["best_acc"]), int(state["bad_epochs"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.partial, self.elapsed = state["partial"], float(state["elapsed"])
+        self.first_loss = state.get("first_loss")
+        self.stopped_early = bool(state.get("stopped_early", False))
 
     def _augmenter(self, config: RunConfig) -> Augmenter | None:
         a, ds = config.augment, self.train_set
@@ -218,11 +285,14 @@ class Trainer:
         self.loader.set_epoch(0)
         images, labels = next(iter(InMemoryLoader(self.train_set, min(t.batch_size, 128),
                                                   prefetch=0)))
-        chosen, times = measure_cpu_precision(model, images, labels.view(-1))
+        chosen, times = measure_cpu_precision(model, images, labels.view(-1), PROBE_REPEATS)
         if distributed.broadcast_flag(chosen.name == "bf16", self.dist) != (chosen.name == "bf16"):
             chosen = resolve_precision(device, "fp32" if chosen.name == "bf16" else "bf16")  # rank 0's
-        self.log("precision auto: " + ", ".join(f"{k} {1e3 * v:.0f} ms/step" for k, v in times.items())
-                 + f" -> {chosen.name}")
+        self.probe = dict(times)
+        self.log("precision auto: measured " + ", ".join(
+            f"{k} {1e3 * v:.1f} ms/step" for k, v in times.items())
+            + f" (best of {PROBE_REPEATS}, interleaved) -> {chosen.name}; recorded in the run, "
+            f"a resume keeps it")
         return chosen
 
     def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
@@ -251,10 +321,13 @@ class Trainer:
             logits = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
             loss = self.loss(outputs, targets)
             if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the training loss became {loss.item()} at epoch {epoch} step {step}; lower the "
-                    f"learning rate (train.lr={t.lr}) or clip gradients (train.grad_clip) — the last "
-                    f"good checkpoint is kept in {self.out}")
+                self.keeper.drop()  # the held checkpoint's weights gave this loss: never written
+                raise self.keeper.diverged(
+                    f"the training loss became {loss.item()} at epoch {epoch} step {step}", t.lr)
+            if self.first_loss is None:
+                self.first_loss = loss.item()
+            if self.keeper.held is not None:  # the loss of its weights: written if sane
+                self.keeper.verify(loss.item(), self._reference())
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if t.grad_clip > 0:
@@ -281,7 +354,13 @@ class Trainer:
                     torch.tensor([*local.tolist(), seen_now], dtype=torch.float64), self.dist) + sums
                 self.epoch, self.step = epoch - 1, step + 1
                 self.partial = dict(zip(("loss", "correct", "seen"), partial.tolist()))
-                self._checkpoint()
+                self.keeper.hold(self._snapshot())
+            if self.signals.received is not None and step + 1 < len(self.loader):
+                partial = torch.tensor([*local.tolist(), seen_now], dtype=torch.float64) + sums
+                self.epoch, self.step = epoch - 1, step + 1
+                self.partial = dict(zip(("loss", "correct", "seen"), partial.tolist()))
+                bar.close()
+                self._stop_on_signal(f"epoch {epoch} step {step + 1} of {len(self.loader)}")
         bar.close()
         rate = seen_now * self.dist.world_size / (time.perf_counter() - start)
         total = distributed.all_reduce_sum(torch.tensor([*local.tolist(), seen_now],
@@ -294,9 +373,27 @@ class Trainer:
         """Seconds of training so far, across resumes."""
         return self.elapsed + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
 
-    def _checkpoint(self) -> None:
-        if self.dist.is_main:
-            save_checkpoint(self.out, self.state_dict(), self.eval_model)
+    def _snapshot(self) -> tuple[dict, dict] | None:
+        """(state.pt, model.safetensors) of this moment, as copies the next steps cannot change
+        (None on the processes that do not write: all but rank 0)."""
+        if not self.dist.is_main:
+            return None
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
+        return copy.deepcopy(self.state_dict()), weights
+
+    def _finite(self) -> bool:
+        return all_finite(self.model, self.eval_model)
+
+    def _reference(self) -> float:
+        return reference_loss(self.first_loss, self.config.model.num_classes)
+
+    def _stop_on_signal(self, where: str) -> None:
+        """Write the checkpoint of this moment (if its weights are finite) and stop."""
+        if self._finite():
+            self.keeper.write(self._snapshot())
+        else:
+            self.keeper.drop()
+        raise self.keeper.interrupted(self.signals.received, where)
 
     def evaluate(self) -> EvalResult:
         """Loss, accuracy and confusion of :attr:`eval_model` on the test set, with the run's own
@@ -313,6 +410,14 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         """Train for ``train.epochs`` epochs, evaluating and checkpointing after each."""
+        try:
+            return self._fit()
+        except DiskFullError as err:
+            if getattr(err, "noted", False):  # save_checkpoint said what survives
+                raise
+            raise DiskFullError(f"{err}; {checkpoint_note(self.out)}") from None
+
+    def _fit(self) -> list[dict]:
         t = self.config.train
         self._t0 = time.perf_counter()
         runlog = None
@@ -320,7 +425,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.json", self.config.to_json())
             runlog = RunLog(self.out, t.tensorboard, t.plot)
-            if self.history:  # resumed: metrics.csv as the checkpoint knows it
+            if self.history:  # resumed: metrics.csv and curves as the checkpoint knows them
                 runlog.epoch_end(self.history)
         procs = f" · {self.dist.world_size} processes" if self.dist.enabled else ""
         self.log(f"training {self.describe()} on {self.config.data.name} "
@@ -329,11 +434,19 @@ class Trainer:
         if self.epoch or self.step:
             self.log(f"resuming at epoch {self.epoch + 1}, step {self.step}")
         try:
-            for epoch in range(self.epoch + 1, t.epochs + 1):
-                if self._run_epoch(epoch, runlog):
-                    self.log(f"early stop: no better test accuracy for "
-                             f"{plural(t.early_stop_patience, 'evaluation')}")
-                    break
+            with self.signals:
+                for epoch in range(self.epoch + 1, t.epochs + 1):
+                    stop = self._run_epoch(epoch, runlog)
+                    if self.signals.received is not None and epoch < t.epochs:
+                        self._stop_on_signal(f"the end of epoch {epoch}")
+                    if stop:
+                        self.log(f"early stop: no better test accuracy for "
+                                 f"{plural(t.early_stop_patience, 'evaluation')}")
+                        self.stopped_early = True
+                        self.keeper.write(self._snapshot())
+                        break
+            if self._finite():  # an unevaluated last checkpoint: its weights are finite
+                self.keeper.flush()
         finally:
             if runlog is not None:
                 runlog.close()
@@ -355,12 +468,24 @@ class Trainer:
             self.best_acc, self.bad_epochs = (max(self.best_acc, result.accuracy),
                                               0 if improved else self.bad_epochs + 1)
             tested = f"test loss {result.loss:.4f} acc {result.accuracy:.2%}  "
+        if result is not None and not math.isfinite(result.loss):
+            self.keeper.drop()
+            raise self.keeper.diverged(f"the test loss became {result.loss} after epoch {epoch}",
+                                       t.lr)
         self.history.append(row)
-        self._checkpoint()
+        # verified by the finite test loss of finite weights; else held until the next step's loss
+        verified = result is not None and self._finite()
+        (self.keeper.write if verified else self.keeper.hold)(self._snapshot())
         if runlog is not None:
             runlog.epoch_end(self.history)
         self.log(f"epoch {epoch:>3}/{t.epochs}  train loss {train_loss:.4f} acc {train_acc:.2%}  "
                  f"{tested}{rate:,.0f} img/s  {row['elapsed_s']:.0f}s")
+        reference = self._reference()
+        if train_loss > EXPLODED * reference:
+            self.log(f"warning: the training loss exploded to {train_loss:.3g} in epoch {epoch} "
+                     f"(more than {EXPLODED:g}x its start, {reference:.3g}): the learning rate "
+                     f"(train.lr={t.lr:g}) is likely too high; lower it or clip gradients "
+                     f"(train.grad_clip)")
         stop = (result is not None and bool(t.early_stop_patience)
                 and self.bad_epochs >= t.early_stop_patience)
         return distributed.broadcast_flag(stop, self.dist)

@@ -32,15 +32,21 @@ from cnnlab.device import Precision, measure_cpu_inference, resolve_precision
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.tta import TTA_MODES
 from cnnlab.models import create_model
-from cnnlab.train.checkpoint import atomic_write_text, load_run_config, load_state
-from cnnlab.train.config import ModelConfig, RunConfig
+from cnnlab.train.checkpoint import (
+    TRANSFER_FILE,
+    RunFinished,
+    atomic_write_text,
+    finished_message,
+    load_checkpoint,
+    load_run_config,
+    repair_run,
+)
+from cnnlab.train.config import ModelConfig, RunConfig, apply_overrides
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer.cache import cached_features
 from cnnlab.transfer.data import TargetSpec
 from cnnlab.transfer.freeze import discriminative_groups, freeze, freeze_bn_stats
 from cnnlab.transfer.head import FeatureDataset, split_for_cache
-
-TRANSFER_FILE = "transfer.json"
 
 
 def read_target(run_dir: str | Path) -> TargetSpec | None:
@@ -101,7 +107,8 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
              out: str | Path, freeze_policy: str = "features", backbone_lr_scale: float = 0.1,
              cache_features: bool = False, cache_dir: str | Path | None = None,
              cache_views: str = "none", source_name: str = "", progress: bool = True,
-             log=print, resume: bool = False, bn_stats_frozen: bool = False) -> list[dict]:
+             log=print, resume: bool = False, bn_stats_frozen: bool = False,
+             overwrite: bool = False) -> list[dict]:
     """Transfer ``model`` to ``target`` and write the run to ``out``; returns the metrics rows.
 
     Args:
@@ -118,6 +125,8 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
         resume: continue the interrupted run in ``out`` (see :func:`resume_transfer`).
         bn_stats_frozen: every BatchNorm keeps its running statistics while the rest trains
             (:func:`~cnnlab.transfer.freeze.freeze_bn_stats`; fine-tuning on few labels).
+        overwrite: replace the run in ``out`` once the target data are loaded and the model
+            built (only the files cnnlab writes: :func:`cnnlab.train.checkpoint.clear_run`).
     """
     if cache_views not in TTA_MODES:
         raise ConfigError(f"unknown --cache-views {cache_views!r}; use one of {', '.join(TTA_MODES)}")
@@ -136,6 +145,8 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
     target = dataclasses.replace(target, size=target.size or source.input_size,
                                  in_chans=target.in_chans or source.in_chans,
                                  options={**data_options(config), **(target.options or {})})
+    if target.data_dir:  # absolute: a resume from another folder reads the same files
+        target.data_dir = str(Path(target.data_dir).expanduser().resolve())
     train_set = target.load("train", labels_per_class=config.data.labels_per_class,
                             subset_seed=config.data.subset_seed)
     test_set = target.load("test")
@@ -183,9 +194,10 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
     else:  # fine-tuning: discriminative learning rates
         groups = discriminative_groups(model, config.train.lr, backbone_lr_scale,
                                        config.train.weight_decay)
+    trainer = Trainer(config, out, train_set, test_set, progress=progress, log=log, model=network,
+                      groups=groups, resume=resume, overwrite=overwrite)
     atomic_write_text(out / TRANSFER_FILE, json.dumps(record, indent=2) + "\n")
-    return Trainer(config, out, train_set, test_set, progress=progress, log=log, model=network,
-                   groups=groups, resume=resume).fit()
+    return trainer.fit()
 
 
 def _recorded_precision(out: Path, config: RunConfig) -> Precision | None:
@@ -216,25 +228,34 @@ def cache_precision(model: nn.Module, dataset, config: RunConfig, log=print) -> 
     return chosen
 
 
-def resume_transfer(run_dir: str | Path, progress: bool = True, log=print) -> list[dict]:
+def resume_transfer(run_dir: str | Path, progress: bool = True, log=print,
+                    overrides=()) -> list[dict]:
     """Continue an interrupted transfer run from its last checkpoint (``state.pt``).
 
     The network is rebuilt from the run's ``config.json`` and takes the checkpoint's weights, so the
     source is not needed again; a feature cache is found by the same key (the frozen weights did
-    not change) and the Trainer resumes at the step where the run stopped.
+    not change) and the Trainer resumes at the step where the run stopped. ``overrides``: config
+    changes (each a mapping or ``--set`` strings, :func:`~cnnlab.train.apply_overrides`), e.g.
+    more epochs or a smaller learning rate. A finished run raises
+    :class:`~cnnlab.train.checkpoint.RunFinished` before any data is loaded.
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    record_path, state_path = run_dir / TRANSFER_FILE, run_dir / "state.pt"
+    for changes in overrides:
+        apply_overrides(config, changes)
+    config.validate()
+    record_path = run_dir / TRANSFER_FILE
     if not record_path.is_file():
         raise ConfigError(f"{run_dir} is not a transfer run (no {TRANSFER_FILE}); resume an "
                           f"ordinary run with `cnnlab train --resume {run_dir}`")
-    if not state_path.is_file():
-        raise ConfigError(f"nothing to resume in {run_dir}: no state.pt (the run has not written "
-                          f"a checkpoint yet); start it again without --resume")
+    state = load_checkpoint(run_dir)
+    repair_run(run_dir, state)
+    message = finished_message(run_dir, state, config.train.epochs, "transfer")
+    if message:
+        raise RunFinished(message)
     record = json.loads(record_path.read_text())
     model = create_model(**config.model.create_kwargs())
-    model.load_state_dict(load_state(state_path)["model"])  # the frozen weights the cache key saw
+    model.load_state_dict(state["model"])  # the frozen weights the cache key saw
     return transfer(model, ModelConfig(**record["source_model"]),
                     TargetSpec.from_dict(record["target"]), config, run_dir, record["freeze"],
                     record["backbone_lr_scale"], record["cache_features"], record.get("cache_dir"),
