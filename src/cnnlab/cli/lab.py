@@ -6,6 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from cnnlab.cli._args import check_out_dir
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--set {item!r} must look like key=value (e.g. --set epochs=2)")
         overrides[key.strip()] = value.strip()
     out = Path(args.out)
+    check_out_dir(out)
     if (out / RESULTS_FILE).exists():
         if not args.overwrite:
             raise ConfigError(f"{out} already holds a lab result; choose another --out or add "

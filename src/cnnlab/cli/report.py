@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli._args import positive_int
+from cnnlab.cli._args import check_out_file, positive_int
 
 EXAMPLE = """examples:
   cnnlab report runs/lenet                       # writes runs/lenet/report.html
@@ -30,6 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.report.html import write_report
 
+    if args.out:
+        check_out_file(args.out, "report.html")
     path = write_report(args.run, args.out, args.data_dir, args.mistakes)
     print(f"report written to {path} ({path.stat().st_size / 1e3:,.0f} kB, self-contained)")
     return 0

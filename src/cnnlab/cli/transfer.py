@@ -6,7 +6,13 @@ import argparse
 import shutil
 from pathlib import Path
 
-from cnnlab.cli._args import add_config_flags, config_flag_values, non_negative_float, positive_int
+from cnnlab.cli._args import (
+    add_config_flags,
+    check_out_dir,
+    config_flag_values,
+    non_negative_float,
+    positive_int,
+)
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -102,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if not (args.source and args.out):
         raise ConfigError("--from SOURCE and --out DIR are required (or --resume DIR)")
     out = Path(args.out)
+    check_out_dir(out)
     if (out / "config.json").exists():
         if not args.overwrite:
             raise ConfigError(f"{out} already holds a run; choose another --out, add --overwrite, "

@@ -80,6 +80,9 @@ def load_image(path: str | Path, in_chans: int, size: int, resize: int | None = 
                interpolation: str = "bilinear") -> torch.Tensor:
     """Decode an image file to uint8 (in_chans, size, size) as described in the module docstring."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"image {str(path)!r} is a folder, not an image file; give the image "
+                        f"files in it (e.g. {str(path / '*.png')!r})")
     if not path.is_file():
         raise DataError(f"image {str(path)!r} does not exist")
     if in_chans not in (1, 3):
@@ -89,10 +92,9 @@ def load_image(path: str | Path, in_chans: int, size: int, resize: int | None = 
             warnings.simplefilter("ignore", DeprecationWarning)
             data = read_file(str(path))
             image = decode_image(data, mode=ImageReadMode.GRAY if in_chans == 1 else ImageReadMode.RGB)
-    except (RuntimeError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot read {str(path)!r} as an image (PNG, JPEG, GIF or WEBP): "
-                        f"{reason}") from None
+    except (RuntimeError, ValueError):  # torchvision's text names its C++ source: not for users
+        raise DataError(f"{str(path)!r} is not an image torchvision can decode (PNG, JPEG, GIF, "
+                        f"WEBP): it is damaged or of another format; convert it to PNG") from None
     if image.ndim == 4:  # an animated GIF: its first frame
         image = image[0]
     mode = TF.InterpolationMode(interpolation)

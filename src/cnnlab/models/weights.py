@@ -221,7 +221,7 @@ def weights_state_dict(info: WeightsInfo, progress: bool = False) -> dict[str, t
                                 f"(torch.hub's cache; TORCH_HOME moves it) and run again") from None
             except RuntimeError as err:  # the downloaded file's hash is not the file name's
                 raise DataError(f"the download of {info.location} failed its check: "
-                                f"{_load_failure(err)}; run again") from None
+                                f"{str(err).splitlines()[0][:200]}; run again") from None
         try:
             state = load_state_dict_file(path)
         except DataError as err:  # a corrupt or unsafe file in the cache
@@ -265,39 +265,71 @@ def load_pretrained(model: nn.Module, info: WeightsInfo, first_conv: str, progre
     if key in state:
         in_chans = model.get_submodule(first_conv).weight.shape[1]
         state[key] = adapt_input_conv(state[key], in_chans)
-    return _load_checked(model, state)
+    return load_checked(model, state)
+
+
+RUN_FILE_FIX = "restore it from a copy, or train the run again"
+
+
+def read_safetensors(path: str | Path, fix: str = RUN_FILE_FIX) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file; an empty, truncated or foreign file (a pickle
+    renamed) is one :class:`DataError` naming the file, what is wrong and ``fix``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"weights file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise DataError(f"{str(path)!r} is empty (0 bytes), not a valid safetensors file; {fix}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:  # header too small/large, truncated
+        reason = str(err).splitlines()[0].removeprefix("Error while deserializing header: ")
+        raise DataError(f"{str(path)!r} is not a valid safetensors file ({reason}); {fix}") from None
+
+
+def read_torch_file(path: str | Path, what: str = "weights", fix: str = RUN_FILE_FIX):
+    """``torch.load(path, weights_only=True)``: tensors, numbers, strings, lists and dicts only.
+
+    A file that holds anything else (a pickle that would run code) or that torch cannot read
+    (truncated zip, text, another format) is one :class:`DataError` naming the file and ``fix``,
+    never torch's advice to retry with ``weights_only=False``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} file {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, zip RuntimeError, KeyError, EOFError, ...
+        raise DataError(f"cannot read {what} {str(path)!r}: {_load_failure(err, what)}; {fix}") from None
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a torch file (loaded with ``weights_only=True``)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"weights file {str(path)!r} does not exist")
+    fix = "give a .safetensors file or a torch state dict (.pth)"
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated zip, ...
-        raise DataError(f"cannot read weights from {str(path)!r}: {_load_failure(err)}") from None
+        return read_safetensors(path, fix)
+    state = read_torch_file(path, "weights", fix)
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
-        raise DataError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict")
+        raise DataError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict; {fix}")
     return dict(state)
 
 
-def _load_failure(err: Exception) -> str:
+def _load_failure(err: Exception, what: str = "weights") -> str:
     """Why ``torch.load(weights_only=True)`` failed, in one line (without torch's advice to retry
     with ``weights_only=False``, which would run whatever code the file holds)."""
     import pickle
+    import re
 
-    if isinstance(err, pickle.UnpicklingError):
-        return ("it is not a torch file of plain tensors (cnnlab reads weights with "
-                "weights_only=True and never unpickles anything else)")
-    first = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return first[:200]
+    text = str(err)
+    found = re.search(r"GLOBAL (\S+)", text)
+    if isinstance(err, pickle.UnpicklingError) and found:
+        return (f"it holds Python objects ({found.group(1)}) besides tensors, numbers, strings, "
+                f"lists and dicts, and cnnlab never unpickles those (they could run code)")
+    return f"it is not a {what} file torch can read (truncated, corrupt or of another format)"
 
 
 def load_torchvision_weights(
@@ -311,23 +343,34 @@ def load_torchvision_weights(
     state = load_state_dict_file(source) if isinstance(source, (str, Path)) else dict(source)
     if hasattr(model, "torchvision_key_map"):
         state = model.torchvision_key_map(state)
-    return _load_checked(model, state, strict)
+    return load_checked(model, state, strict=strict)
 
 
-def _load_checked(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True
-                  ) -> nn.Module:
-    """``load_state_dict`` with one clear error for a tensor of the wrong shape."""
+def load_checked(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "these weights",
+                 strict: bool = True,
+                 fix: str = "build the model with the same num_classes/in_chans/variant as the "
+                            "weights, then reset_classifier()") -> nn.Module:
+    """``model.load_state_dict(state)``, or one :class:`ConfigError` that says how the weights
+    differ from the model: the first tensor of another shape, the first missing and unexpected
+    key, each with a count (PyTorch's message lists every one over many lines)."""
     own = model.state_dict()
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if mismatched:
-        k = mismatched[0]
-        raise ConfigError(
-            f"weight {k!r} has shape {tuple(state[k].shape)} but the model expects "
-            f"{tuple(own[k].shape)}; build the model with the same num_classes/in_chans/variant "
-            f"as the weights, then reset_classifier()"
-        )
+    shapes = [k for k in own if k in state and own[k].shape != state[k].shape]
+    missing = [k for k in own if k not in state] if strict else []
+    unexpected = [k for k in state if k not in own] if strict else []
+    if shapes or missing or unexpected:
+        parts = []
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{k!r} has shape {tuple(state[k].shape)}, the model {tuple(own[k].shape)}"
+                         f" ({len(shapes)} of {len(own)} tensors differ in shape)")
+        if missing:
+            parts.append(f"{len(missing)} missing (first {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]!r})")
+        raise ConfigError(f"{source} do not fit {type(model).__name__}: {'; '.join(parts)}; {fix}")
     try:
         model.load_state_dict(state, strict=strict)
-    except RuntimeError as err:
-        raise ConfigError(f"these weights do not fit {type(model).__name__}: {err}") from None
+    except RuntimeError as err:  # anything the checks above do not see
+        raise ConfigError(f"{source} do not fit {type(model).__name__}: "
+                          f"{str(err).splitlines()[0]}; {fix}") from None
     return model

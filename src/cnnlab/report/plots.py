@@ -19,6 +19,18 @@ from cnnlab.analysis import Summary  # noqa: E402
 from cnnlab.errors import ConfigError  # noqa: E402
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Save ``fig`` to ``path`` (missing folders created; no suffix: ``.png``), close it and
+    return the path really written."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _leaf_rows(s: Summary):
     """Module calls with no child call below them that do some counted work."""
     rows = s.all_rows
@@ -42,9 +54,7 @@ def plot_layer_costs(s: Summary, path: str | Path, title: str | None = None) -> 
     ax_p.set_title(title or f"{s.model_name} at {'x'.join(map(str, s.input_shape[1:]))}: "
                    f"{s.total_params / 1e6:.2f}M params, {s.total_macs / 1e9:.3f}G MACs")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_receptive_field(s: Summary, layer: str, image: torch.Tensor | None, path: str | Path,
@@ -82,9 +92,7 @@ def plot_receptive_field(s: Summary, layer: str, image: torch.Tensor | None, pat
     ax.set_ylim(height - 0.5 + margin, -0.5 - margin)
     ax.set_title(f"{layer} unit {unit}: field {rf.size}, jump {rf.jump}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_complexity(path: str | Path, names: list[str] | None = None) -> Path:
@@ -115,6 +123,4 @@ def plot_complexity(path: str | Path, names: list[str] | None = None) -> Path:
     ax.set_title("Computational complexity of the zoo")
     fig.colorbar(sc, ax=ax, label="year")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

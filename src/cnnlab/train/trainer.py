@@ -31,8 +31,10 @@ from cnnlab.errors import ConfigError
 from cnnlab.evaluate.metrics import EvalResult, evaluate_model
 from cnnlab.evaluate.tta import FlipTTA  # noqa: F401  (importable from here, its former home)
 from cnnlab.models import create_model
+from cnnlab.models.weights import load_checked
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import (
+    MISFIT_FIX,
     atomic_write_text,
     describe_model,
     load_checkpoint,
@@ -98,6 +100,7 @@ class Trainer:
                 train_set = labels_per_class(train_set, d.labels_per_class, d.subset_seed)
         self.train_set = train_set
         self.test_set = test_set or load_dataset(d.name, "test", *source)
+        config.check_data(train_set, self.test_set, builds_model=model is None)
         config = config.resolve(train_set.num_classes, train_set.image_shape[0],
                                 train_set.image_shape[-1])
         torch.manual_seed(t.seed)
@@ -105,9 +108,7 @@ class Trainer:
             model = create_model(**config.model.create_kwargs())
         else:
             config.model = describe_model(model, config.model)
-        if t.batch_size % self.dist.world_size:
-            raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by the "
-                              f"{self.dist.world_size} processes")
+        distributed.check_world(t.batch_size, self.dist.world_size, device.type)
         self.loader = InMemoryLoader(
             self.train_set, t.batch_size, shuffle=True, device=device, prefetch=d.prefetch,
             transform=self._augmenter(config), seed=t.seed, rank=self.dist.rank,
@@ -176,7 +177,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned; training continues where it stopped."""
-        self.model.load_state_dict(state["model"])
+        load_checked(self.model, state["model"], f"the weights in {self.out / 'state.pt'}",
+                     fix=MISFIT_FIX)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

@@ -32,7 +32,14 @@ from cnnlab.device import Precision, measure_cpu_inference, resolve_precision
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.tta import TTA_MODES
 from cnnlab.models import create_model
-from cnnlab.train.checkpoint import atomic_write_text, load_run_config, load_state
+from cnnlab.models.weights import load_checked
+from cnnlab.train.checkpoint import (
+    MISFIT_FIX,
+    atomic_write_text,
+    load_run_config,
+    load_state,
+    read_json,
+)
 from cnnlab.train.config import ModelConfig, RunConfig
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer.cache import cached_features
@@ -43,12 +50,33 @@ from cnnlab.transfer.head import FeatureDataset, split_for_cache
 TRANSFER_FILE = "transfer.json"
 
 
-def read_target(run_dir: str | Path) -> TargetSpec | None:
-    """The :class:`TargetSpec` of a transfer run directory, or None for an ordinary run."""
+_RECORD_KEYS = ("source", "source_model", "freeze", "backbone_lr_scale", "cache_features",
+                "cache_views", "target")  # what transfer() writes
+
+
+def read_record(run_dir: str | Path) -> dict | None:
+    """The one reader of a run's ``transfer.json``: its record, None for an ordinary run, or one
+    :class:`ConfigError` naming the file when it is not the record :func:`transfer` wrote."""
     path = Path(run_dir) / TRANSFER_FILE
     if not path.is_file():
         return None
-    return TargetSpec.from_dict(json.loads(path.read_text())["target"])
+    record = read_json(path)
+    lacking = [k for k in _RECORD_KEYS if not isinstance(record, dict) or k not in record]
+    if not lacking and isinstance(record["target"], dict) and isinstance(record["source_model"], dict):
+        try:
+            TargetSpec.from_dict(record["target"])
+            return record
+        except (TypeError, ValueError):
+            pass
+    raise ConfigError(f"{path} is not the record `cnnlab transfer` writes (no valid "
+                      f"{', '.join(lacking) or 'target'}); restore it from a copy, or run the "
+                      f"transfer again")
+
+
+def read_target(run_dir: str | Path) -> TargetSpec | None:
+    """The :class:`TargetSpec` of a transfer run directory, or None for an ordinary run."""
+    record = read_record(run_dir)
+    return None if record is None else TargetSpec.from_dict(record["target"])
 
 
 def run_test_spec(run_dir: str | Path, config: RunConfig, data_dir: str | None = None) -> TargetSpec:
@@ -161,8 +189,8 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
 
 def _recorded_precision(out: Path, config: RunConfig) -> Precision | None:
     """The feature cache's precision recorded in ``out/transfer.json`` (resuming: the same cache)."""
-    path = out / TRANSFER_FILE
-    recorded = json.loads(path.read_text()).get("cache_precision") if path.is_file() else None
+    record = read_record(out)
+    recorded = record.get("cache_precision") if record else None
     if not recorded:
         return None
     device = resolve_precision(config.train.device, "fp32").device
@@ -203,9 +231,10 @@ def resume_transfer(run_dir: str | Path, progress: bool = True, log=print) -> li
     if not state_path.is_file():
         raise ConfigError(f"nothing to resume in {run_dir}: no state.pt (the run has not written "
                           f"a checkpoint yet); start it again without --resume")
-    record = json.loads(record_path.read_text())
+    record = read_record(run_dir)
     model = create_model(**config.model.create_kwargs())
-    model.load_state_dict(load_state(state_path)["model"])  # the frozen weights the cache key saw
+    load_checked(model, load_state(state_path)["model"], f"the weights in {state_path}",
+                 fix=MISFIT_FIX)  # the frozen weights the cache key saw
     return transfer(model, ModelConfig(**record["source_model"]),
                     TargetSpec.from_dict(record["target"]), config, run_dir, record["freeze"],
                     record["backbone_lr_scale"], record["cache_features"], record.get("cache_dir"),
