@@ -244,9 +244,9 @@ class RunConfig:
         """A copy with the model's ``None`` sizes taken from the data (``self`` is unchanged)."""
         resolved = copy.deepcopy(self)
         m = resolved.model
-        m.num_classes = m.num_classes or num_classes
-        m.in_chans = m.in_chans or in_chans
-        m.input_size = m.input_size or input_size
+        m.num_classes = num_classes if m.num_classes is None else m.num_classes  # 0: refused
+        m.in_chans = in_chans if m.in_chans is None else m.in_chans  # by validate(), not "the
+        m.input_size = input_size if m.input_size is None else m.input_size  # data's"
         return resolved
 
 
