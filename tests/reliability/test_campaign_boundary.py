@@ -151,11 +151,10 @@ def _raw_idx(folder: Path, stem: str, payload: bytes) -> None:
 
 
 def _bad_deflate(folder: Path) -> None:
-    """Corrupt the deflate stream of the train images (zlib: invalid distance / block type)."""
+    """Corrupt the deflate stream of the train images (zlib.error: invalid block type)."""
     path = folder / "train-images-idx3-ubyte.gz"
     data = bytearray(path.read_bytes())
-    middle = len(data) // 3
-    data[middle:middle + 64] = bytes(64 * [0xFF])
+    data[10:18] = bytes(8 * [0xFF])  # the first deflate block header, after gzip's 10 bytes
     path.write_bytes(bytes(data))
 
 

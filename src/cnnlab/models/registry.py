@@ -82,20 +82,20 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
 
 
-SIZES = ("num_classes", "in_chans", "input_size")  # create_model's own arguments, not options
+OWN_ARGUMENTS = ("name", "num_classes", "in_chans", "input_size", "weights")  # create_model's
 
 
 def model_options(name: str) -> tuple[str, ...]:
     """The family options ``create_model(name, **options)`` takes: the keyword parameters of the
     constructor of the class the registered function returns (read with inspect.signature),
-    less the sizes (:data:`SIZES`)."""
+    less create_model's own arguments (:data:`OWN_ARGUMENTS`)."""
     import inspect
     import typing
 
     fn = _entry(name).fn
     cls = typing.get_type_hints(fn).get("return")
     params = inspect.signature(cls.__init__ if isinstance(cls, type) else fn).parameters.values()
-    return tuple(p.name for p in params if p.name != "self" and p.name not in SIZES
+    return tuple(p.name for p in params if p.name != "self" and p.name not in OWN_ARGUMENTS
                  and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                  and p.default is not p.empty)
 
@@ -156,8 +156,14 @@ def create_model(
         options.update(num_classes=pretrained.num_classes, input_size=input_size)
     try:
         model = entry.fn(**options)
-    except TypeError as err:  # an option the variant fixes itself (lenet5_modern's modern=...)
-        raise ConfigError(f"{name}: {err}; its options: {', '.join(model_options(name))}") from None
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # an option the variant fixes itself (lenet5_modern's
+        # modern=...), or a value that does not fit it (four widths for a three-stage ResNet)
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if v is not None)
+        raise ConfigError(f"{name} cannot be built with {given or 'these sizes'}: "
+                          f"{str(err).splitlines()[0]}; its options: "
+                          f"{', '.join(model_options(name))}") from None
     if pretrained is not None:
         from cnnlab.models.weights import load_pretrained
 
