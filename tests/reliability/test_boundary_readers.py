@@ -19,8 +19,8 @@ from cnnlab.data import read_idx, write_idx
 from cnnlab.device import resolve_device
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.models import create_model, list_models
+from cnnlab.models.loading import load_checked, read_safetensors, read_torch_file
 from cnnlab.models.registry import _entry, check_model_options, model_options
-from cnnlab.models.weights import load_checked, read_safetensors, read_torch_file
 from cnnlab.train.checkpoint import load_state
 from cnnlab.train.config import RunConfig
 from cnnlab.train.distributed import check_world

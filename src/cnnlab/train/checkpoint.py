@@ -59,7 +59,7 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
     """Load ``model.safetensors`` (or any safetensors file) into ``model``, in place: a damaged
     file or weights of another shape are one error naming the file (see :func:`read_weights`)."""
-    from cnnlab.models.weights import load_checked
+    from cnnlab.models.loading import load_checked
 
     path = Path(path)
     if not path.is_file():
@@ -77,7 +77,7 @@ STATE_KEYS = ("epoch", "step", "model", "optimizer", "scheduler", "scaler", "rng
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """The one reader of a run's ``model.safetensors``: its tensors, or one :class:`DataError`
     for an empty, truncated or foreign file."""
-    from cnnlab.models.weights import read_safetensors
+    from cnnlab.models.loading import read_safetensors
 
     return read_safetensors(path)
 
@@ -93,7 +93,7 @@ def load_state(path: str | Path) -> dict:
     """The one reader of a run's ``state.pt`` (``weights_only=True``: tensors, numbers, strings,
     lists and dicts only); a corrupt or foreign file, or one without the keys a resume needs, is
     one :class:`DataError` naming it."""
-    from cnnlab.models.weights import read_torch_file
+    from cnnlab.models.loading import read_torch_file
 
     fix = ("the run cannot be resumed from it: start it again with --overwrite (its "
            "model.safetensors still evaluates)")

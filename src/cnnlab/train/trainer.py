@@ -31,7 +31,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.evaluate.metrics import EvalResult, evaluate_model
 from cnnlab.evaluate.tta import FlipTTA  # noqa: F401  (importable from here, its former home)
 from cnnlab.models import create_model
-from cnnlab.models.weights import load_checked
+from cnnlab.models.loading import load_checked
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import (
     MISFIT_FIX,

@@ -32,7 +32,7 @@ from cnnlab.device import Precision, measure_cpu_inference, resolve_precision
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.tta import TTA_MODES
 from cnnlab.models import create_model
-from cnnlab.models.weights import load_checked
+from cnnlab.models.loading import load_checked
 from cnnlab.train.checkpoint import (
     MISFIT_FIX,
     atomic_write_text,
