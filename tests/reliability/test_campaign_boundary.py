@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -494,7 +495,7 @@ CASES = [
          setup=faulty("rom", errno.EROFS)),
     Case("o04b", f"{TRAIN} --out noperm/run", 2, ("noperm/run", "permission denied"),
          setup=faulty("noperm", errno.EACCES)),
-    Case("z03", f"{TRAIN} --out full/run", 2, ("no space left", "free"),
+    Case("o_full", f"{TRAIN} --out full/run", 2, ("no space left", "free"),
          setup=faulty("full", errno.ENOSPC)),
     Case("o08", f"{XFER} --out existing_file.txt", 2, ("existing_file.txt", "not a folder"),
          setup=text_file("existing_file.txt"), survive=("existing_file.txt",)),
@@ -760,4 +761,10 @@ CASES = [
 
 @parametrize(CASES)
 def test_case(case, workspace, capsys):
-    run_case(case, workspace, capsys)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_case(case, workspace, capsys)
+    if case.exit == 2:  # a warning Python shows would be a second line under the error
+        shown = [w for w in caught
+                 if not issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning))]
+        assert not shown, f"{case.id}: warnings on stderr: {[str(w.message) for w in shown]}"
