@@ -96,8 +96,8 @@ def test_load_state_names_the_missing_keys(tmp_path):
     torch.save({"epoch": 1, "model": {}}, path)
     with pytest.raises(DataError) as err:
         load_state(path)
-    _one_line(err.value, str(path), "'optimizer'", "'scheduler'", "--overwrite")
-    assert "'model'" not in str(err.value).split("lacks")[1].split(":")[0]
+    text = _one_line(err.value, str(path), "'step'", "'optimizer'", "'scheduler'", "--overwrite")
+    assert "'model'" not in text.split("lacks")[1].split(":")[0]
 
 
 # ---- weights that do not fit ----------------------------------------------------------------------
@@ -269,7 +269,7 @@ def test_check_data():
     with pytest.raises(ConfigError, match="28x28 against 20x20"):
         config.check_data(_split(4), _split(2, size=20))
     config.model.in_chans = 3
-    with pytest.raises(ConfigError, match="model.in_chans=3 but the fashion-mnist images have 1 "):
+    with pytest.raises(ConfigError, match="model.in_chans=3 but the images of fashion-mnist have 1 "):
         config.check_data(_split(4), _split(2))
     config.check_data(_split(4), _split(2), builds_model=False)  # a model passed in: its own
 

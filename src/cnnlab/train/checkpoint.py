@@ -100,8 +100,10 @@ def load_state(path: str | Path) -> dict:
     state = read_torch_file(path, "checkpoint", fix)
     lacking = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
     if lacking:
-        raise DataError(f"checkpoint {str(path)!r} lacks {', '.join(map(repr, lacking))}: it was "
-                        f"not written by cnnlab's Trainer; {fix}")
+        named = ", ".join(map(repr, lacking[:3])) + (", ..." if len(lacking) > 3 else "")
+        raise DataError(f"checkpoint {str(path)!r} lacks {len(lacking)} of the {len(STATE_KEYS)} "
+                        f"entries a resume needs ({named}): it was not written by cnnlab's "
+                        f"Trainer; {fix}")
     return state
 
 

@@ -236,7 +236,7 @@ class RunConfig:
                               f"of one size")
         chans, given = train_shape[0], self.model.in_chans
         if builds_model and given is not None and given != chans:
-            raise ConfigError(f"model.in_chans={given} but the {where} images have {chans} "
+            raise ConfigError(f"model.in_chans={given} but the images of {where} have {chans} "
                               f"channel{'s' if chans != 1 else ''}; drop model.in_chans (it "
                               f"defaults to the data's) or set it to {chans}")
 

@@ -177,7 +177,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned; training continues where it stopped."""
-        load_checked(self.model, state["model"], f"the weights in {self.out / 'state.pt'}",
+        load_checked(self.model, state["model"], f"the weights in {str(self.out / 'state.pt')!r}",
                      fix=MISFIT_FIX)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -233,7 +233,7 @@ def resume_transfer(run_dir: str | Path, progress: bool = True, log=print) -> li
                           f"a checkpoint yet); start it again without --resume")
     record = read_record(run_dir)
     model = create_model(**config.model.create_kwargs())
-    load_checked(model, load_state(state_path)["model"], f"the weights in {state_path}",
+    load_checked(model, load_state(state_path)["model"], f"the weights in {str(state_path)!r}",
                  fix=MISFIT_FIX)  # the frozen weights the cache key saw
     return transfer(model, ModelConfig(**record["source_model"]),
                     TargetSpec.from_dict(record["target"]), config, run_dir, record["freeze"],
