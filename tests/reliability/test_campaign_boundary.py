@@ -182,7 +182,7 @@ def _huge_header(folder: Path) -> None:
     _raw_idx(folder, "train-images-idx3-ubyte", bytes([0, 0, 8, 3]) + b"\xff" * 12 + b"\x00" * 100)
 
 
-def _labels(values) -> callable:
+def _labels(values):
     def edit(folder: Path) -> None:
         (folder / "train-labels-idx1-ubyte.gz").unlink()
         write_idx(folder / "train-labels-idx1-ubyte.gz", values)
