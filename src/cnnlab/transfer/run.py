@@ -50,27 +50,26 @@ from cnnlab.transfer.head import FeatureDataset, split_for_cache
 TRANSFER_FILE = "transfer.json"
 
 
-_RECORD_KEYS = ("source", "source_model", "freeze", "backbone_lr_scale", "cache_features",
-                "cache_views", "target")  # what transfer() writes
+_RESUME_KEYS = ("source", "source_model", "freeze", "backbone_lr_scale", "cache_features",
+                "cache_views", "target")  # what transfer() writes and resume_transfer() reads
 
 
-def read_record(run_dir: str | Path) -> dict | None:
-    """The one reader of a run's ``transfer.json``: its record, None for an ordinary run, or one
-    :class:`ConfigError` naming the file when it is not the record :func:`transfer` wrote."""
+def read_record(run_dir: str | Path, keys: tuple[str, ...] = ("target",)) -> dict | None:
+    """The one reader of a run's ``transfer.json``: its record (holding ``keys``, a valid target
+    among them), None for an ordinary run, or one :class:`ConfigError` naming the file."""
     path = Path(run_dir) / TRANSFER_FILE
     if not path.is_file():
         return None
     record = read_json(path)
-    lacking = [k for k in _RECORD_KEYS if not isinstance(record, dict) or k not in record]
-    if not lacking and isinstance(record["target"], dict) and isinstance(record["source_model"], dict):
+    lacking = [k for k in keys if not isinstance(record, dict) or k not in record]
+    if not lacking:
         try:
             TargetSpec.from_dict(record["target"])
             return record
         except (TypeError, ValueError):
-            pass
+            lacking = ["target"]
     raise ConfigError(f"{path} is not the record `cnnlab transfer` writes (no valid "
-                      f"{', '.join(lacking) or 'target'}); restore it from a copy, or run the "
-                      f"transfer again")
+                      f"{', '.join(lacking)}); restore it from a copy, or run the transfer again")
 
 
 def read_target(run_dir: str | Path) -> TargetSpec | None:
@@ -231,7 +230,7 @@ def resume_transfer(run_dir: str | Path, progress: bool = True, log=print) -> li
     if not state_path.is_file():
         raise ConfigError(f"nothing to resume in {run_dir}: no state.pt (the run has not written "
                           f"a checkpoint yet); start it again without --resume")
-    record = read_record(run_dir)
+    record = read_record(run_dir, _RESUME_KEYS)
     model = create_model(**config.model.create_kwargs())
     load_checked(model, load_state(state_path)["model"], f"the weights in {str(state_path)!r}",
                  fix=MISFIT_FIX)  # the frozen weights the cache key saw
