@@ -539,6 +539,10 @@ CASES = [
          check=nothing_written("runs/d07")),
     Case("d08", "evaluate rd/gpurun --data-dir data/small", 2, ("no CUDA GPU here", "--device cpu"),
          setup=edit_config("rd/gpurun", train__device="cuda")),
+    Case("d09", "report rd/gpurun --data-dir data/small", 2, ("no CUDA GPU here", "--device cpu"),
+         setup=edit_config("rd/gpurun", train__device="cuda")),
+    Case("d10", "report rd/gpurun --data-dir data/small --device cpu --out exp/r.html", 0,
+         ("report written",), setup=edit_config("rd/gpurun", train__device="cuda")),
     Case("s16", f"{TRAIN} --set train.device=tpu --out runs/s16", 2, ("unknown device 'tpu'",)),
     # ---- torchrun (point 3e) ---------------------------------------------------------------------
     Case("x05", f"{TRAIN} --nproc 2 --batch-size 3 --out runs/x05", 2, ("divisible", "2 processes"),

@@ -22,6 +22,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("run", metavar="DIR", help="a run directory or a lab --out directory")
     parser.add_argument("--out", default=None, metavar="FILE", help="HTML file (DIR/report.html)")
     parser.add_argument("--data-dir", default=None, help="where to find the data set's files")
+    parser.add_argument("--device", default=None,
+                        help="auto, cpu or cuda to evaluate a run on (default: the run's train.device)")
     parser.add_argument("--mistakes", type=positive_int, default=24,
                         help="misclassified test images to show (default: %(default)s)")
     return parser
@@ -32,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out:
         check_out_file(args.out, "report.html")
-    path = write_report(args.run, args.out, args.data_dir, args.mistakes)
+    path = write_report(args.run, args.out, args.data_dir, args.mistakes, args.device)
     print(f"report written to {path} ({path.stat().st_size / 1e3:,.0f} kB, self-contained)")
     return 0
