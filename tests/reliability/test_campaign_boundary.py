@@ -647,6 +647,12 @@ CASES = [
          ("cannot read config file", "No such file")),
     Case("f08", f"{TRAIN} --config cfg/scalar.yaml --out runs/f08", 2, ("train", "must map keys"),
          setup=yaml_file("cfg/scalar.yaml", "train: 1\n")),
+    Case("f09", f"{TRAIN} --config runs/base/model.safetensors --out runs/f09", 2,
+         ("model.safetensors", "not a text file"), check=nothing_written("runs/f09")),
+    Case("f10", f"{TRAIN} --config cfg/binary.yaml --out runs/f10", 2,
+         ("cfg/binary.yaml", "not a text file"),
+         setup=lambda root: (root / "cfg").mkdir() or (root / "cfg/binary.yaml").write_bytes(
+             bytes(range(128, 256)))),
     Case("c01", "train lenet55 --data-dir data/small --out runs/c01", 2,
          ("unknown model 'lenet55'", "lenet5")),
     Case("c02", "train lenet5 --data fashion-mnst --out runs/c02", 2, ("fashion-mnst",)),

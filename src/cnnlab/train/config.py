@@ -186,6 +186,9 @@ class RunConfig:
             text = path.read_text()
         except OSError as err:
             raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not a text file (YAML or JSON); give the config file, "
+                              f"e.g. one printed by `cnnlab train ... --show`") from None
         try:
             if path.suffix in (".yaml", ".yml"):
                 import yaml
