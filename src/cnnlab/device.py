@@ -52,14 +52,23 @@ class Precision:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """The one device resolver: ``auto`` (cuda when a GPU is here, else cpu), ``cpu``, ``cuda`` or
+    ``cuda:N``. A device this machine does not have is a :class:`ConfigError` saying so, before
+    anything runs (never torch's "Found no NVIDIA driver" from the first tensor moved there)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError):
         raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: no CUDA GPU here; use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA "
+                              f"GPU(s), numbered from 0; use --device cuda or cuda:0")
     return device
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+import os
+from pathlib import Path
 
 
 def _number(kind: type, low: float, low_open: bool, expected: str):
@@ -68,6 +70,42 @@ OVERWRITE_HELP = "replace what --out holds (a run or a lab result)"
 positive_int = _number(int, 1, False, "a whole number")
 positive_float = _number(float, 0, True, "a positive number")
 non_negative_float = _number(float, 0, False, "a number")
+
+
+def _first_existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent (``.`` at worst)."""
+    for part in (path, *path.parents):
+        if part.exists():
+            return part
+    return Path(".")
+
+
+def check_out_dir(path: str | Path, flag: str = "--out") -> None:
+    """Refuse an output folder that cannot be one, before any data loads: a file in its place or
+    in its path, or a read-only existing parent (checked again, as the write fails, by
+    :func:`cnnlab.cli.file_system_error`)."""
+    from cnnlab.errors import ConfigError
+
+    path = Path(path)
+    found = _first_existing(path)
+    if not found.is_dir():
+        where = "it is" if found == path else f"{str(found)!r} is"
+        raise ConfigError(f"{flag} {str(path)!r}: {where} a file, not a folder; choose another {flag}")
+    if not os.access(found, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {str(path)!r}: {str(found)!r} is not writable (read-only or no "
+                          f"permission); choose a folder you can write")
+
+
+def check_out_file(path: str | Path, example: str, flag: str = "--out") -> None:
+    """Refuse an output file that is a folder (say which file name to give instead) or whose
+    folder cannot be created or written (see :func:`check_out_dir`)."""
+    from cnnlab.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a folder; give a file name, e.g. "
+                          f"{flag} {path / example}")
+    check_out_dir(path.parent, flag)
 
 
 # ---- flags generated from the run config's dataclasses ------------------------------------

@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from cnnlab.report.confusion import plot_confusion
 
-        plot_confusion(result.confusion, result.classes, args.plot,
-                       title=f"{name} on {found.spec.name}{views}")
-        print(f"confusion matrix plot: {args.plot}")
+        written = plot_confusion(result.confusion, result.classes, args.plot,
+                                 title=f"{name} on {found.spec.name}{views}")
+        print(f"confusion matrix plot: {written}")
     print("\n".join(summary_lines(result)))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.cli._args import HelpFormatter
+from cnnlab.cli._args import HelpFormatter, check_out_file, non_negative_float
 
 EXAMPLE = """examples:
   cnnlab export runs/lenet --format onnx
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     parser.add_argument("--out", default=None,
                         help="file to write (default RUN/model.onnx or RUN/model.pt)")
-    parser.add_argument("--tolerance", type=float, default=1e-4,
+    parser.add_argument("--tolerance", type=non_negative_float, default=1e-4,
                         help="largest accepted max abs difference of the logits "
                         "(default: %(default)s)")
     return parser
@@ -34,16 +34,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import CnnlabError
-    from cnnlab.evaluate.export import SUFFIX, check_export, export_model
+    from cnnlab.evaluate.export import SUFFIX, check_export, export_model, onnx_data_file
     from cnnlab.train import load_run_model
 
+    out = Path(args.out) if args.out else Path(args.run) / f"model{SUFFIX[args.format]}"
+    check_out_file(out, f"model{SUFFIX[args.format]}")
     config, model = load_run_model(args.run)
     m = config.model
     shape = (m.in_chans, m.input_size, m.input_size)
-    out = Path(args.out) if args.out else Path(args.run) / f"model{SUFFIX[args.format]}"
     export_model(model, shape, out, args.format)
     diff = check_export(model, out, args.format, shape)
     print(f"exported {m.name} ({args.format}, input (batch, {', '.join(map(str, shape))})) to {out}")
+    if args.format == "onnx" and onnx_data_file(out).is_file():
+        print(f"the weights (over 2 GB) are in {onnx_data_file(out)}: keep it beside {out.name} "
+              f"when you copy or move it")
     print(f"check: max abs difference from PyTorch on 5 random images: {diff:.3g}")
     if not diff <= args.tolerance:
         raise CnnlabError(f"the exported model differs from PyTorch by {diff:.3g} "

@@ -6,7 +6,13 @@ import argparse
 import shutil
 from pathlib import Path
 
-from cnnlab.cli._args import NO_PROGRESS_HELP, OVERWRITE_HELP, HelpFormatter, shared_help
+from cnnlab.cli._args import (
+    check_out_dir,
+    HelpFormatter,
+    NO_PROGRESS_HELP,
+    OVERWRITE_HELP,
+    shared_help,
+)
 from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError(f"say where to write the results: cnnlab lab {args.experiment} --out DIR")
     out = Path(args.out)
+    check_out_dir(out)
     if (out / RESULTS_FILE).exists():
         if not args.overwrite:
             raise ConfigError(f"{out} already holds a lab result; choose another --out or add "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli._args import HelpFormatter, positive_int, shared_help
+from cnnlab.cli._args import HelpFormatter, check_out_file, positive_int, shared_help
 
 EXAMPLE = """examples:
   cnnlab report runs/lenet                       # writes runs/lenet/report.html
@@ -22,6 +22,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("run", metavar="DIR", help="a run directory or a lab --out directory")
     parser.add_argument("--out", default=None, metavar="FILE", help="HTML file (DIR/report.html)")
     parser.add_argument("--data-dir", default=None, help=shared_help("--data-dir", "the run's"))
+    parser.add_argument("--device", default=None,
+                        help=shared_help("--device", "the run's train.device"))
     parser.add_argument("--mistakes", type=positive_int, default=24,
                         help="misclassified test images to show (default: %(default)s)")
     return parser
@@ -30,6 +32,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.report.html import write_report
 
-    path = write_report(args.run, args.out, args.data_dir, args.mistakes)
+    if args.out:
+        check_out_file(args.out, "report.html")
+    path = write_report(args.run, args.out, args.data_dir, args.mistakes, args.device)
     print(f"report written to {path} ({path.stat().st_size / 1e3:,.0f} kB, self-contained)")
     return 0

@@ -56,6 +56,14 @@ def _parse_input(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _check_dims(shape: tuple[int, ...] | None, info, name: str) -> None:
+    """``--input`` has as many sizes as the model's inputs (C x H x W for images, C x L for 1-D)."""
+    if shape is not None and len(shape) != len(info.input_size):
+        example = "x".join(map(str, info.input_size))
+        raise ConfigError(f"{name} takes inputs of {len(info.input_size)} sizes (e.g. --input "
+                          f"{example}), got --input {'x'.join(map(str, shape))}")
+
+
 def _load(args) -> tuple[object, tuple[int, ...], str]:
     """The model, its input size and a label, from a run directory or a registry name."""
     import torch
@@ -74,6 +82,7 @@ def _load(args) -> tuple[object, tuple[int, ...], str]:
             print(f"transfer run from {source}: frozen as it trained: {', '.join(frozen)}",
                   file=sys.stdout if args.format == "table" else sys.stderr)
         info = model_info(config.model.name)
+        _check_dims(shape, info, config.model.name)
         if shape is None:
             chans = config.model.in_chans or info.input_size[0]
             size = config.model.input_size
@@ -83,6 +92,7 @@ def _load(args) -> tuple[object, tuple[int, ...], str]:
         raise ConfigError(f"{args.model!r} is a directory without config.json; pass a run "
                           f"directory written by `cnnlab train` or a model name")
     info = model_info(args.model)
+    _check_dims(shape, info, args.model)
     options = {}
     if shape is not None:
         options = dict(in_chans=shape[0], input_size=shape[-1] if len(set(shape[1:])) == 1
@@ -113,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from cnnlab.report import plot_layer_costs
 
-        plot_layer_costs(s, args.plot)
+        written = plot_layer_costs(s, args.plot)
         # json/csv stay machine-readable on stdout; the note goes to stderr
-        print(f"layer plot: {args.plot}", file=sys.stdout if args.format == "table" else sys.stderr)
+        print(f"layer plot: {written}", file=sys.stdout if args.format == "table" else sys.stderr)
     return 0

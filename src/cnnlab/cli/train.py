@@ -7,12 +7,20 @@ import os
 import sys
 from pathlib import Path
 
-from cnnlab.cli._args import (
     NO_PROGRESS_HELP,
     OVERWRITE_HELP,
     HelpFormatter,
     add_config_flags,
     config_flag_values,
+    positive_int,
+)
+from cnnlab.cli._args import (
+    add_config_flags,
+    check_out_dir,
+    config_flag_values,
+    HelpFormatter,
+    NO_PROGRESS_HELP,
+    OVERWRITE_HELP,
     positive_int,
 )
 from cnnlab.errors import ConfigError
@@ -133,6 +141,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--out DIR is required (where the run is written)")
     child = "WORLD_SIZE" in os.environ  # a process started by torchrun
     overwrite = False
+    if not args.resume:
+        check_out_dir(out)
+    if args.nproc > 1 and not child:  # before torchrun starts, not in each of its processes
+        from cnnlab.device import resolve_device
+        from cnnlab.train.distributed import check_world
+
+        check_world(config.train.batch_size, args.nproc, resolve_device(config.train.device).type)
     if not args.resume and not child and (out / "config.json").exists():
         if not args.overwrite:
             raise ConfigError(f"{out} already holds a run; choose another --out, add --overwrite, "

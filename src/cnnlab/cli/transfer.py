@@ -11,6 +11,7 @@ from cnnlab.cli._args import (
     OVERWRITE_HELP,
     HelpFormatter,
     add_config_flags,
+    check_out_dir,
     config_flag_values,
     non_negative_float,
     positive_int,
@@ -144,6 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out} already holds a run, the --from run itself: choose another "
                           f"--out (--overwrite cannot replace the run a transfer starts from)")
     overwrite = False
+    check_out_dir(out)
     if (out / "config.json").exists():
         if not args.overwrite:
             raise ConfigError(f"{out} already holds a run; choose another --out, add --overwrite, "

@@ -7,6 +7,7 @@ sizes, then prod(sizes) items. http://yann.lecun.com/exdb/mnist/ (bottom of the 
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def _read_bytes(path: Path) -> bytes:
         return raw
     try:
         return gzip.decompress(raw)
-    except (OSError, EOFError) as err:  # truncated or corrupt gzip stream
+    except (OSError, EOFError, zlib.error) as err:  # truncated or corrupt gzip / deflate stream
         raise DataError(f"IDX file {str(path)!r} is a corrupt or truncated gzip file ({err}); "
                         f"delete it and fetch it again") from err
 

@@ -4,7 +4,10 @@
   (PyTorch marks TorchScript deprecated in favour of ``torch.export``; it still runs anywhere
   libtorch does, and its deprecation warnings are silenced here);
 * ``onnx`` — ``torch.onnx.export(..., dynamo=True)`` with a dynamic batch axis (needs the
-  ``onnx`` and ``onnxscript`` packages), checked with ``onnxruntime``.
+  ``onnx`` and ``onnxscript`` packages), checked with ``onnxruntime``. The file is self-contained
+  (graph and weights in one ``model.onnx``, which can be copied alone) when the model fits in one
+  protobuf (< 2 GB); a larger model is saved with its weights in ``model.onnx.data`` beside it
+  (:func:`onnx_data_file`), which must travel with it.
 
 :func:`check_export` loads the written file, runs it on a fresh batch of a different size, and
 returns the largest absolute difference from the PyTorch model's logits.
@@ -13,6 +16,7 @@ returns the largest absolute difference from the PyTorch model's logits.
 from __future__ import annotations
 
 import importlib.util
+import io
 import warnings
 from pathlib import Path
 
@@ -23,6 +27,13 @@ from cnnlab.errors import ConfigError
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+ONNX_SINGLE_FILE_BYTES = 2**31 - 2**26  # protobuf's 2 GB limit, less room for the graph
+
+
+def onnx_data_file(path: str | Path) -> Path:
+    """Where the weights of an ONNX model too large for one file are saved: beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".data")
 
 
 def _require(*packages: str) -> None:
@@ -40,19 +51,31 @@ def export_model(model: nn.Module, input_shape: tuple[int, int, int], path: str 
     model = model.eval().cpu().float()
     example = torch.randn(2, *input_shape)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         if fmt == "torchscript":
+            buffer = io.BytesIO()  # written by Python below: its OSError names the path
             with torch.no_grad():
-                torch.jit.save(torch.jit.trace(model, example), str(path))
+                torch.jit.save(torch.jit.trace(model, example), buffer)
+            data = buffer.getvalue()
         else:
             _require("onnx", "onnxscript")
             batch = torch.export.Dim("batch")
-            torch.onnx.export(model, (example,), str(path), dynamo=True, verbose=False,
-                              input_names=["images"], output_names=["logits"],
-                              dynamic_shapes=({0: batch},))
+            program = torch.onnx.export(model, (example,), None, dynamo=True, verbose=False,
+                                        input_names=["images"], output_names=["logits"],
+                                        dynamic_shapes=({0: batch},))
+            weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+            if weights >= ONNX_SINGLE_FILE_BYTES:  # graph here, weights in PATH.data beside it
+                path.parent.mkdir(parents=True, exist_ok=True)
+                program.save(str(path), external_data=True)
+                return path
+            data = program.model_proto.SerializeToString()  # one self-contained file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    stale = onnx_data_file(path)
+    if fmt == "onnx" and stale.is_file():  # an earlier export's weights: this file has its own
+        stale.unlink()
     return path
 
 

@@ -98,6 +98,9 @@ def load_image(path: str | Path, in_chans: int, size: int, resize: int | None = 
                interpolation: str = "bilinear") -> torch.Tensor:
     """Decode an image file to uint8 (in_chans, size, size) as described in the module docstring."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"image {str(path)!r} is a folder, not an image file; give the image "
+                        f"files in it (e.g. {str(path / '*.png')!r})")
     if not path.is_file():
         raise DataError(f"image {str(path)!r} does not exist")
     if in_chans not in (1, 3):

@@ -262,7 +262,13 @@ def read_results(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} holds no {RESULTS_FILE}; pass the --out of "
                           f"`cnnlab lab`")
-    return json.loads(path.read_text())
+    from cnnlab.train.checkpoint import read_json
+
+    results = read_json(path)  # one line naming the file when it is not valid JSON
+    if not isinstance(results, dict):
+        raise ConfigError(f"{path} must hold the mapping `cnnlab lab` writes, not a "
+                          f"{type(results).__name__}; run the experiment again")
+    return results
 
 
 def points(fraction: float) -> float:

@@ -22,6 +22,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from cnnlab.errors import ConfigError
 from cnnlab.models.base import ConvNet, explain_shape_errors, image_size
 from cnnlab.models.registry import ModelInfo, register_model
 from cnnlab.nn import ScaledTanh, SparseConv2d, TrainableSubsampling
@@ -53,7 +54,8 @@ class LeNet5(ConvNet):
         super().__init__()
         size = image_size(input_size)[1]
         if size > 32:
-            raise ValueError(f"LeNet-5 takes images of at most 32x32 (got {size}); resize them first")
+            raise ConfigError(f"LeNet-5 takes images of at most 32x32 (got {size}x{size}); resize "
+                              f"them first (an image folder: --set data.image_size=32)")
         pad = (32 - size) // 2
         act = nn.ReLU if modern else ScaledTanh
         self.num_classes = num_classes

@@ -82,6 +82,35 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
 
 
+OWN_ARGUMENTS = ("name", "num_classes", "in_chans", "input_size", "weights")  # create_model's
+
+
+def model_options(name: str) -> tuple[str, ...]:
+    """The family options ``create_model(name, **options)`` takes: the keyword parameters of the
+    constructor of the class the registered function returns (read with inspect.signature),
+    less create_model's own arguments (:data:`OWN_ARGUMENTS`)."""
+    import inspect
+    import typing
+
+    fn = _entry(name).fn
+    cls = typing.get_type_hints(fn).get("return")
+    params = inspect.signature(cls.__init__ if isinstance(cls, type) else fn).parameters.values()
+    return tuple(p.name for p in params if p.name != "self" and p.name not in OWN_ARGUMENTS
+                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                 and p.default is not p.empty)
+
+
+def check_model_options(name: str, options) -> None:
+    """Raise :class:`ConfigError` unless ``options`` is a mapping of :func:`model_options` names."""
+    if not isinstance(options, dict):
+        raise ConfigError(f"model.options must map option names to values, got {options!r}")
+    valid = model_options(name)
+    bad = [k for k in options if k not in valid]
+    if bad:
+        raise ConfigError(f"{name} has no option {bad[0]!r}; its options: "
+                          f"{', '.join(valid) or 'none'} (model.options)")
+
+
 def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` of a registered model; unknown names list close matches."""
     return _entry(name).info
@@ -112,6 +141,7 @@ def create_model(
             Options left as ``None`` are dropped, so the model's own default applies.
     """
     entry = _entry(name)
+    check_model_options(name, kwargs)
     options = dict(num_classes=num_classes, in_chans=in_chans, input_size=input_size, **kwargs)
     options = {k: v for k, v in options.items() if v is not None}
     for key in ("num_classes", "in_chans"):
@@ -124,7 +154,16 @@ def create_model(
         pretrained = weights_info(name, weights)
         input_size = input_size or pretrained.preprocessing.crop
         options.update(num_classes=pretrained.num_classes, input_size=input_size)
-    model = entry.fn(**options)
+    try:
+        model = entry.fn(**options)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # an option the variant fixes itself (lenet5_modern's
+        # modern=...), or a value that does not fit it (four widths for a three-stage ResNet)
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if v is not None)
+        raise ConfigError(f"{name} cannot be built with {given or 'these sizes'}: "
+                          f"{str(err).splitlines()[0]}; its options: "
+                          f"{', '.join(model_options(name))}") from None
     if pretrained is not None:
         from cnnlab.models.weights import load_pretrained
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.models.loading import load_checked, read_safetensors, read_torch_file
 
 DEFAULT_TAG = "imagenet"
 
@@ -221,7 +222,7 @@ def weights_state_dict(info: WeightsInfo, progress: bool = False) -> dict[str, t
                                 f"(torch.hub's cache; TORCH_HOME moves it) and run again") from None
             except RuntimeError as err:  # the downloaded file's hash is not the file name's
                 raise DataError(f"the download of {info.location} failed its check: "
-                                f"{_load_failure(err)}; run again") from None
+                                f"{str(err).splitlines()[0][:200]}; run again") from None
         try:
             state = load_state_dict_file(path)
         except DataError as err:  # a corrupt or unsafe file in the cache
@@ -265,39 +266,21 @@ def load_pretrained(model: nn.Module, info: WeightsInfo, first_conv: str, progre
     if key in state:
         in_chans = model.get_submodule(first_conv).weight.shape[1]
         state[key] = adapt_input_conv(state[key], in_chans)
-    return _load_checked(model, state)
+    return load_checked(model, state)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a torch file (loaded with ``weights_only=True``)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"weights file {str(path)!r} does not exist")
+    fix = "give a .safetensors file or a torch state dict (.pth)"
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated zip, ...
-        raise DataError(f"cannot read weights from {str(path)!r}: {_load_failure(err)}") from None
+        return read_safetensors(path, fix)
+    state = read_torch_file(path, "weights", fix)
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
-        raise DataError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict")
+        raise DataError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict; {fix}")
     return dict(state)
-
-
-def _load_failure(err: Exception) -> str:
-    """Why ``torch.load(weights_only=True)`` failed, in one line (without torch's advice to retry
-    with ``weights_only=False``, which would run whatever code the file holds)."""
-    import pickle
-
-    if isinstance(err, pickle.UnpicklingError):
-        return ("it is not a torch file of plain tensors (cnnlab reads weights with "
-                "weights_only=True and never unpickles anything else)")
-    first = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return first[:200]
 
 
 def load_torchvision_weights(
@@ -311,23 +294,4 @@ def load_torchvision_weights(
     state = load_state_dict_file(source) if isinstance(source, (str, Path)) else dict(source)
     if hasattr(model, "torchvision_key_map"):
         state = model.torchvision_key_map(state)
-    return _load_checked(model, state, strict)
-
-
-def _load_checked(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True
-                  ) -> nn.Module:
-    """``load_state_dict`` with one clear error for a tensor of the wrong shape."""
-    own = model.state_dict()
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if mismatched:
-        k = mismatched[0]
-        raise ConfigError(
-            f"weight {k!r} has shape {tuple(state[k].shape)} but the model expects "
-            f"{tuple(own[k].shape)}; build the model with the same num_classes/in_chans/variant "
-            f"as the weights, then reset_classifier()"
-        )
-    try:
-        model.load_state_dict(state, strict=strict)
-    except RuntimeError as err:
-        raise ConfigError(f"these weights do not fit {type(model).__name__}: {err}") from None
-    return model
+    return load_checked(model, state, strict=strict)

@@ -20,6 +20,8 @@ def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from cnnlab.report.plots import save_figure
+
     counts = confusion.cpu().long()
     rates = counts.float() / counts.sum(1, keepdim=True).clamp(min=1)  # row-normalised
     n = len(classes)
@@ -37,8 +39,4 @@ def plot_confusion(confusion: torch.Tensor, classes: Sequence[str], path: str | 
             ax.text(p, t, str(counts[t, p].item()), ha="center", va="center", fontsize=7,
                     color="white" if rates[t, p] > 0.5 else "black")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

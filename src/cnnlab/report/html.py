@@ -172,15 +172,16 @@ def _lab_runs(run_dir: Path) -> list[list]:
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, data_dir: str | None = None,
-                 max_mistakes: int = 24) -> Path:
-    """Write the HTML report of ``run_dir`` to ``out`` (default ``run_dir/report.html``)."""
+                 max_mistakes: int = 24, device: str | None = None) -> Path:
+    """Write the HTML report of ``run_dir`` to ``out`` (default ``run_dir/report.html``); a run
+    is evaluated on ``device`` (default: the run's own)."""
     from cnnlab.lab import RESULTS_FILE
 
     run_dir = Path(run_dir)
     if (run_dir / RESULTS_FILE).is_file():
         text = lab_report(run_dir)
     elif (run_dir / "config.json").is_file():
-        text = run_report(run_dir, data_dir, max_mistakes)
+        text = run_report(run_dir, data_dir, max_mistakes, device)
     else:
         raise ConfigError(f"{str(run_dir)!r} is neither a training run (config.json) nor a lab "
                           f"experiment (results.json); pass the --out of `cnnlab train` or `cnnlab lab`")
@@ -218,7 +219,8 @@ def _transfer_table(record: dict) -> str:
     return table(rows)
 
 
-def run_report(run_dir: Path, data_dir: str | None = None, max_mistakes: int = 24) -> str:
+def run_report(run_dir: Path, data_dir: str | None = None, max_mistakes: int = 24,
+               device: str | None = None) -> str:
     """The report of a training (or transfer) run: config, curves, evaluation, model summary."""
     from cnnlab.analysis import summary
     from cnnlab.report.confusion import plot_confusion
@@ -226,7 +228,7 @@ def run_report(run_dir: Path, data_dir: str | None = None, max_mistakes: int = 2
     from cnnlab.train import read_metrics
     from cnnlab.train.runlog import draw_curves
 
-    found = evaluate_run(run_dir, data_dir=data_dir)  # the run's own evaluation settings
+    found = evaluate_run(run_dir, data_dir=data_dir, device=device)  # the run's own settings
     config, model, test_set, result = found.config, found.model, found.test_set, found.result
     history = read_metrics(run_dir / "metrics.csv")
     sections = [section("Training curves", figure(fig_png(draw_curves(history)), "training curves",

@@ -20,6 +20,18 @@ from cnnlab.analysis.format import human  # noqa: E402
 from cnnlab.errors import ConfigError  # noqa: E402
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Save ``fig`` to ``path`` (missing folders created; no suffix: ``.png``), close it and
+    return the path really written."""
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _leaf_rows(s: Summary):
     """Module calls with no child call below them that do some counted work."""
     rows = s.all_rows
@@ -90,9 +102,7 @@ def plot_layer_costs(s: Summary, path: str | Path, title: str | None = None) -> 
     ax_p.set_title(title or f"{s.model_name} at {'x'.join(map(str, s.input_shape[1:]))}: "
                    f"{human(s.total_params)} params, {human(s.total_macs)} MACs")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_receptive_field(s: Summary, layer: str, image: torch.Tensor | None, path: str | Path,
@@ -130,9 +140,7 @@ def plot_receptive_field(s: Summary, layer: str, image: torch.Tensor | None, pat
     ax.set_ylim(height - 0.5 + margin, -0.5 - margin)
     ax.set_title(f"{layer} unit {unit}: field {rf.size}, jump {rf.jump}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_complexity(path: str | Path, names: list[str] | None = None) -> Path:
@@ -171,6 +179,4 @@ def plot_complexity(path: str | Path, names: list[str] | None = None) -> Path:
                  "left unlabelled: its colour gives the family)", fontsize=10)
     fig.tight_layout()
     place_labels(ax, [p[2] for p in points], [p[1] for p in points], [p[0] for p in points])
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from cnnlab.errors import CnnlabError, ConfigError, DataError
@@ -163,11 +162,29 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
+    """Load ``model.safetensors`` (or any safetensors file) into ``model``, in place: a damaged
+    file or weights of another shape are one error naming the file (see :func:`read_weights`)."""
+    from cnnlab.models.loading import load_checked
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no weights at {str(path)!r}")
-    model.load_state_dict(load_file(str(path)), strict=strict)
-    return model
+    return load_checked(model, read_weights(path), f"the weights in {str(path)!r}", strict,
+                        fix=MISFIT_FIX)
+
+
+MISFIT_FIX = ("config.json does not describe these weights: restore the run's own config.json, "
+               "or train the run again")
+STATE_KEYS = ("epoch", "step", "model", "optimizer", "scheduler", "scaler", "rng", "partial",
+              "history", "best_acc", "bad_epochs", "elapsed")  # what Trainer.state_dict() holds
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The one reader of a run's ``model.safetensors``: its tensors, or one :class:`DataError`
+    for an empty, truncated or foreign file."""
+    from cnnlab.models.loading import read_safetensors
+
+    return read_safetensors(path)
 
 
 def save_state(state: dict, path: str | Path) -> Path:
@@ -178,7 +195,21 @@ def save_state(state: dict, path: str | Path) -> Path:
 
 
 def load_state(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The one reader of a run's ``state.pt`` (``weights_only=True``: tensors, numbers, strings,
+    lists and dicts only); a corrupt or foreign file, or one without the keys a resume needs, is
+    one :class:`DataError` naming it."""
+    from cnnlab.models.loading import read_torch_file
+
+    fix = ("the run cannot be resumed from it: start it again with --overwrite (its "
+           "model.safetensors still evaluates)")
+    state = read_torch_file(path, "checkpoint", fix)
+    lacking = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if lacking:
+        named = ", ".join(map(repr, lacking[:3])) + (", ..." if len(lacking) > 3 else "")
+        raise DataError(f"checkpoint {str(path)!r} lacks {len(lacking)} of the {len(STATE_KEYS)} "
+                        f"entries a resume needs ({named}): it was not written by cnnlab's "
+                        f"Trainer; {fix}")
+    return state
 
 
 def save_checkpoint(out: str | Path, state: dict, weights: nn.Module | dict) -> None:
@@ -272,10 +303,29 @@ def load_run_config(run_dir: str | Path) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a cnnlab run directory (no config.json); "
                           f"pass the --out directory of a `cnnlab train` run")
+    raw = read_json(path)
+    fix = "restore it from a copy, or train the run again"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (model, data, train, augment), "
+                          f"not a {type(raw).__name__}; {fix}")
+    if not isinstance(raw.get("model"), dict) or "name" not in raw["model"]:
+        raise ConfigError(f"{path} has no model section with a name: it was not written by "
+                          f"cnnlab; {fix}")
     try:
-        return RunConfig.from_dict(json.loads(path.read_text()))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path} is not valid JSON: {err}") from None
+        return RunConfig.from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def read_json(path: str | Path):
+    """The one reader of a run's JSON files (``config.json``, ``transfer.json``): the parsed
+    value, or one :class:`ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}); restore it from a copy, or write "
+                          f"the run again") from None
 
 
 def load_run_model(run_dir: str | Path, map_location: str = "cpu") -> tuple[RunConfig, nn.Module]:

@@ -201,6 +201,9 @@ class RunConfig:
             text = path.read_text()
         except OSError as err:
             raise ConfigError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} is not a text file (YAML or JSON); give the config file, "
+                              f"e.g. one printed by `cnnlab train ... --show`") from None
         try:
             if path.suffix in (".yaml", ".yml"):
                 import yaml
@@ -209,7 +212,12 @@ class RunConfig:
             else:
                 raw = json.loads(text)
         except Exception as err:  # yaml.YAMLError or json.JSONDecodeError
-            raise ConfigError(f"{path} is not valid {path.suffix[1:].upper() or 'JSON'}: {err}") from None
+            mark = getattr(err, "problem_mark", None)  # YAML: where, apart from its 4-line text
+            reason = str(err).splitlines()[0] if mark is None else (
+                f"{getattr(err, 'problem', None) or str(err).splitlines()[0]} "
+                f"(line {mark.line + 1}, column {mark.column + 1})")
+            raise ConfigError(f"{path} is not valid {path.suffix[1:].upper() or 'JSON'}: "
+                              f"{reason}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path} must hold a mapping of sections (model, data, train, augment)")
         return cls.from_dict(raw, base)
@@ -222,15 +230,41 @@ class RunConfig:
         if not low <= high:
             raise ConfigError(f"augment.erase_area must be two fractions [min, max] with "
                               f"min <= max, got {self.augment.erase_area}")
+        if self.model.registry:  # option names and types, before any data loads
+            from cnnlab.models.registry import check_model_options
+
+            check_model_options(self.model.name, self.model.options)
         return self
+
+    def check_data(self, train_set, test_set, builds_model: bool = True) -> None:
+        """The rules between this config and its data, checked once the data is loaded and before
+        a model is built or a file written: both splits hold images of one size, the training
+        split is not empty, and ``model.in_chans`` (when given, and the model is built from this
+        config) is the data's number of channels."""
+        where = f"{self.data.name}" + (f" in {self.data.data_dir!r}" if self.data.data_dir else "")
+        for split, dataset in (("training", train_set), ("test", test_set)):
+            if len(dataset) == 0:
+                raise ConfigError(f"the {split} split of {where} has no images; give a data set "
+                                  f"with images in both splits")
+        train_shape, test_shape = tuple(train_set.image_shape), tuple(test_set.image_shape)
+        if train_shape[1:] != test_shape[1:]:
+            raise ConfigError(f"the training and test splits of {where} differ in image size: "
+                              f"{'x'.join(map(str, train_shape[1:]))} against "
+                              f"{'x'.join(map(str, test_shape[1:]))}; give both splits images "
+                              f"of one size")
+        chans, given = train_shape[0], self.model.in_chans
+        if builds_model and given is not None and given != chans:
+            raise ConfigError(f"model.in_chans={given} but the images of {where} have {chans} "
+                              f"channel{'s' if chans != 1 else ''}; drop model.in_chans (it "
+                              f"defaults to the data's) or set it to {chans}")
 
     def resolve(self, num_classes: int, in_chans: int, input_size: int) -> RunConfig:
         """A copy with the model's ``None`` sizes taken from the data (``self`` is unchanged)."""
         resolved = copy.deepcopy(self)
         m = resolved.model
-        m.num_classes = m.num_classes or num_classes
-        m.in_chans = m.in_chans or in_chans
-        m.input_size = m.input_size or input_size
+        m.num_classes = num_classes if m.num_classes is None else m.num_classes  # 0: refused
+        m.in_chans = in_chans if m.in_chans is None else m.in_chans  # by validate(), not "the
+        m.input_size = input_size if m.input_size is None else m.input_size  # data's"
         return resolved
 
 

@@ -50,6 +50,21 @@ def init_distributed(device_type: str) -> DistInfo:
     return info
 
 
+def check_world(batch_size: int, world_size: int, device_type: str = "cpu") -> None:
+    """The rules a data-parallel run must meet, checked in the launching process before torchrun
+    starts (and again in each process): at least one process, a global batch that splits evenly,
+    and on CUDA one GPU per process."""
+    if world_size < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {world_size}")
+    if batch_size % world_size:
+        fit = -(-batch_size // world_size) * world_size
+        raise ConfigError(f"train.batch_size={batch_size} must be divisible by the {world_size} "
+                          f"processes (--nproc {world_size}): use --batch-size {fit}")
+    if device_type == "cuda" and world_size > torch.cuda.device_count():
+        raise ConfigError(f"--nproc {world_size} on cuda needs one GPU per process; this machine "
+                          f"has {torch.cuda.device_count()}")
+
+
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum ``tensor`` over all processes (in place); identity for one process."""
     if info.enabled:

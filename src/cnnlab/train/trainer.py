@@ -37,6 +37,8 @@ from cnnlab.train import distributed
 from cnnlab.train.checkpoint import (
     DiskFullError,
     RunFinished,
+from cnnlab.models.loading import load_checked
+    MISFIT_FIX,
     atomic_write_text,
     checkpoint_note,
     clear_run,
@@ -122,6 +124,7 @@ class Trainer:
                 train_set = labels_per_class(train_set, d.labels_per_class, d.subset_seed)
         self.train_set = train_set
         self.test_set = test_set or load_dataset(d.name, "test", **source)
+        config.check_data(train_set, self.test_set, builds_model=model is None)
         config = config.resolve(train_set.num_classes, train_set.image_shape[0],
                                 train_set.image_shape[-1])
         if d.data_dir:  # absolute: a resume from another folder reads the same files
@@ -131,9 +134,7 @@ class Trainer:
             model = create_model(**config.model.create_kwargs())
         else:
             config.model = describe_model(model, config.model)
-        if t.batch_size % self.dist.world_size:
-            raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by the "
-                              f"{self.dist.world_size} processes")
+        distributed.check_world(t.batch_size, self.dist.world_size, device.type)
         self.loader = InMemoryLoader(
             self.train_set, t.batch_size, shuffle=True, device=device, prefetch=d.prefetch,
             transform=self._augmenter(config), seed=t.seed, rank=self.dist.rank,
@@ -237,7 +238,8 @@ class Trainer:
         The learning rate is this Trainer's config's (``train.lr``, the groups' own), not the
         checkpoint's: a run that diverged resumes with a smaller ``--lr``."""
         base_lrs = [group.get("initial_lr", group["lr"]) for group in self.optimizer.param_groups]
-        self.model.load_state_dict(state["model"])
+        load_checked(self.model, state["model"], f"the weights in {str(self.out / 'state.pt')!r}",
+                     fix=MISFIT_FIX)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scheduler.base_lrs = base_lrs

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from cnnlab.data.datasets import InMemoryDataset
 from cnnlab.data.loader import normalize
 from cnnlab.device import Precision, resolve_precision
+from cnnlab.errors import DataError
 from cnnlab.evaluate.tta import NUM_VIEWS, tta_views
 from cnnlab.text import plural
 
@@ -133,8 +134,34 @@ def compute_features(extract: Callable[[torch.Tensor], torch.Tensor], dataset: I
 
 
 def load_features(path: str | Path) -> torch.Tensor:
-    """A cached feature file as a memory-mapped tensor (copy-on-write: never written back)."""
-    return torch.from_numpy(np.load(path, mmap_mode="c"))
+    """A cached feature file as a memory-mapped tensor (copy-on-write: never written back).
+
+    The file's header is checked first: it must hold float32 (never objects: nothing in the cache
+    is unpickled) and be as long as its shape says; otherwise one :class:`DataError` says to delete
+    it (it is computed again on the next run)."""
+    path = Path(path)
+
+    def corrupt(reason: str) -> DataError:
+        return DataError(f"feature cache file {str(path)!r} {reason}; delete it and run again "
+                         f"(the features are computed afresh)")
+
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = header(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError) as err:
+        raise corrupt(f"is not a NumPy array file ({str(err).splitlines()[0] if str(err) else 'empty'})"
+                      ) from None
+    if dtype != np.float32 or fortran:
+        raise corrupt(f"holds {dtype} data, not the float32 features cnnlab writes")
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if path.stat().st_size != expected:
+        raise corrupt(f"is truncated or corrupt: its header {tuple(shape)} needs {expected} bytes, "
+                      f"the file has {path.stat().st_size}")
+    return torch.from_numpy(np.load(path, mmap_mode="c", allow_pickle=False))
 
 
 def cached_features(extract: Callable[[torch.Tensor], torch.Tensor], model: nn.Module,

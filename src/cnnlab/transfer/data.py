@@ -34,11 +34,19 @@ def parse_classes(text: str | None) -> tuple[int, ...] | None:
     try:
         for part in text.split(","):
             lo, sep, hi = part.strip().partition("-")
+            if sep and int(hi) < int(lo):
+                raise ConfigError(f"--classes {text!r}: the range {part.strip()} is reversed; "
+                                  f"write it low to high, e.g. {hi}-{lo}")
             out += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
-    except ValueError:
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
         raise ConfigError(f"--classes {text!r} must list labels like 5-9 or 0,2,4") from None
     if len(set(out)) != len(out) or not out:
         raise ConfigError(f"--classes {text!r} must name each class once")
+    if len(out) < 2:
+        raise ConfigError(f"--classes {text!r} keeps one class, but a classifier needs at least "
+                          f"2 classes; name two or more, e.g. {out[0]},{out[0] + 1}")
     return tuple(out)
 
 

@@ -42,6 +42,11 @@ from cnnlab.train.checkpoint import (
     repair_run,
 )
 from cnnlab.train.config import ModelConfig, RunConfig, apply_overrides
+from cnnlab.models.loading import load_checked
+    MISFIT_FIX,
+    load_state,
+    read_json,
+from cnnlab.train.config import ModelConfig, RunConfig
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer.cache import cached_features
 from cnnlab.transfer.data import TargetSpec
@@ -49,12 +54,32 @@ from cnnlab.transfer.freeze import discriminative_groups, freeze, freeze_bn_stat
 from cnnlab.transfer.head import FeatureDataset, split_for_cache
 
 
-def read_target(run_dir: str | Path) -> TargetSpec | None:
-    """The :class:`TargetSpec` of a transfer run directory, or None for an ordinary run."""
+_RESUME_KEYS = ("source", "source_model", "freeze", "backbone_lr_scale", "cache_features",
+                "cache_views", "target")  # what transfer() writes and resume_transfer() reads
+
+
+def read_record(run_dir: str | Path, keys: tuple[str, ...] = ("target",)) -> dict | None:
+    """The one reader of a run's ``transfer.json``: its record (holding ``keys``, a valid target
+    among them), None for an ordinary run, or one :class:`ConfigError` naming the file."""
     path = Path(run_dir) / TRANSFER_FILE
     if not path.is_file():
         return None
-    return TargetSpec.from_dict(json.loads(path.read_text())["target"])
+    record = read_json(path)
+    lacking = [k for k in keys if not isinstance(record, dict) or k not in record]
+    if not lacking:
+        try:
+            TargetSpec.from_dict(record["target"])
+            return record
+        except (TypeError, ValueError):
+            lacking = ["target"]
+    raise ConfigError(f"{path} is not the record `cnnlab transfer` writes (no valid "
+                      f"{', '.join(lacking)}); restore it from a copy, or run the transfer again")
+
+
+def read_target(run_dir: str | Path) -> TargetSpec | None:
+    """The :class:`TargetSpec` of a transfer run directory, or None for an ordinary run."""
+    record = read_record(run_dir)
+    return None if record is None else TargetSpec.from_dict(record["target"])
 
 
 def read_transfer(run_dir: str | Path) -> dict | None:
@@ -202,8 +227,8 @@ def transfer(model: nn.Module, source: ModelConfig, target: TargetSpec, config: 
 
 def _recorded_precision(out: Path, config: RunConfig) -> Precision | None:
     """The feature cache's precision recorded in ``out/transfer.json`` (resuming: the same cache)."""
-    path = out / TRANSFER_FILE
-    recorded = json.loads(path.read_text()).get("cache_precision") if path.is_file() else None
+    record = read_record(out)
+    recorded = record.get("cache_precision") if record else None
     if not recorded:
         return None
     device = resolve_precision(config.train.device, "fp32").device
@@ -253,9 +278,10 @@ def resume_transfer(run_dir: str | Path, progress: bool = True, log=print,
     message = finished_message(run_dir, state, config.train.epochs, "transfer")
     if message:
         raise RunFinished(message)
-    record = json.loads(record_path.read_text())
+    record = read_record(run_dir, _RESUME_KEYS)
     model = create_model(**config.model.create_kwargs())
-    model.load_state_dict(state["model"])  # the frozen weights the cache key saw
+    load_checked(model, state["model"], f"the weights in {str(run_dir / 'state.pt')!r}",
+                 fix=MISFIT_FIX)  # the frozen weights the cache key saw
     return transfer(model, ModelConfig(**record["source_model"]),
                     TargetSpec.from_dict(record["target"]), config, run_dir, record["freeze"],
                     record["backbone_lr_scale"], record["cache_features"], record.get("cache_dir"),
