@@ -106,11 +106,11 @@ def test_progress_counts_the_networks_trained_and_names_each(tmp_path, tiny_idx_
     experiment = get_experiment("data-scaling")
     run_experiment(experiment, tmp_path / "a", "quick", 0, {"sizes": "20,40", "n_test": "40"},
                    str(tiny_idx_dir), "cpu", log=lines.append)
-    bar = next(b for b in _Bar.made if b.desc.startswith("lab"))  # (the Trainer's bars: off)
+    bar = next(b for b in _Bar.made if (b.desc or "").startswith("lab"))  # (the Trainer's bars: off)
     assert bar.total == 2 and bar.n == 2 and bar.closed and bar.disable is None
     assert bar.desc == "lab data-scaling" and bar.postfixes == ["training n20", "training n40"]
     min_images = experiment.resolve("quick")["min_epoch_images"]
     assert lines[1].startswith(f"  n20: 20 images (repeated to {min_images:,} per epoch) x 1 epoch ·")
     run_experiment(experiment, tmp_path / "b", "quick", 0, {"sizes": "20"}, str(tiny_idx_dir),
                    "cpu", log=None, progress=False)
-    assert [b.disable for b in _Bar.made if b.desc.startswith("lab")][-1] is True
+    assert [b.disable for b in _Bar.made if (b.desc or "").startswith("lab")][-1] is True
