@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from cnnlab.evaluate.predict import predict
-from cnnlab.lab.common import Experiment, LabContext, Outcome, points
+from cnnlab.lab.common import COUNT, NON_NEGATIVE, Experiment, LabContext, Outcome, points, verdict
 
 HEADS = ("flatten", "maxpool", "gap")
 
@@ -115,7 +115,8 @@ def run(ctx: LabContext) -> Outcome:
     train = ctx.data("fashion-mnist", "train", s["n_train"])
     test = ctx.data("fashion-mnist", "test", s["n_test"])
     shifts = list(s["shifts"])
-    models, numbers = {}, dict(layers={}, predictions={}, histories={})
+    models, numbers = {}, dict(layers={}, predictions={}, histories={}, n_test=len(test),
+                               num_classes=train.num_classes)
     for i, head in enumerate(HEADS):
         ctx.seed_all(i)
         model = ShiftNet(head, train.image_shape[0], train.image_shape[-1], train.num_classes)
@@ -131,7 +132,7 @@ def run(ctx: LabContext) -> Outcome:
     numbers["layers"]["flatten"] = layer_shifts(models["flatten"], probe, shifts)
     numbers["layers"]["maxpool"] = layer_shifts(models["maxpool"], probe, shifts)
     _plot(ctx, numbers, shifts)
-    return Outcome(numbers, _sentence(numbers, shifts))
+    return Outcome(numbers, *_sentence(numbers, shifts))
 
 
 def _plot(ctx: LabContext, numbers: dict, shifts: list[int]) -> None:
@@ -157,7 +158,7 @@ def _plot(ctx: LabContext, numbers: dict, shifts: list[int]) -> None:
              "shifts, by classifier type.")
 
 
-def _sentence(numbers: dict, shifts: list[int]) -> str:
+def _sentence(numbers: dict, shifts: list[int]):
     k = 2 if 2 in shifts else max(shifts)  # a moderate shift: 4 px cuts into 28x28 items
     rows = numbers["layers"]["flatten"]["conv3"]
     at_k = next(r for r in rows if r["shift"] == k)
@@ -171,13 +172,25 @@ def _sentence(numbers: dict, shifts: list[int]) -> str:
         first += (f", while after 2x2 pooling a {odd['shift']} px shift left {odd['error']:.0%} "
                   f"error (equivariance only for multiples of the stride)")
     order = sorted(HEADS, key=changed.get, reverse=True)
-    verdict = ("pooling made the output more invariant, global pooling most"
-               if order == list(HEADS) else
-               f"at this scale the ranking differs from the notes' (most to least changed: "
-               f"{', '.join(order)})")
+    accuracy = {f"the {h} net": numbers["predictions"][h][0]["accuracy"] for h in HEADS}
+    # each step of the ranking (flatten > maxpool > gap) must stand beyond the binomial noise
+    steps = [verdict(f"{a} vs {b} predictions changed by {k} px", numbers["n_test"],
+                     numbers["num_classes"], trained=accuracy, compare=(changed[a], changed[b]))
+             for a, b in zip(HEADS, HEADS[1:])]
+    weak = next((v for v in steps if not v.conclusive), None)
+    if order != list(HEADS) and (weak is None or weak.difference is not None):
+        reversed_step = next(v for v in steps if v.difference < 0)
+        text = (f"at this scale the ranking differs from the notes' (most to least changed: "
+                f"{', '.join(order)}; {reversed_step.claim}: {reversed_step.detail})"
+                if reversed_step.conclusive else reversed_step.caveat)
+    elif weak is not None:
+        text = weak.caveat
+    else:
+        text = (f"pooling made the output more invariant, global pooling most ("
+                f"{'; '.join(v.detail for v in steps)})")
     return (f"{first[0].upper()}{first[1:]}; the same {k} px shift changed "
             f"{changed['flatten']:.1f}% of predictions with a flatten head, {changed['maxpool']:.1f}% "
-            f"with max pooling and {changed['gap']:.1f}% with global average pooling: {verdict}.")
+            f"with max pooling and {changed['gap']:.1f}% with global average pooling: {text}.", steps)
 
 
 EXPERIMENT = Experiment(
@@ -191,4 +204,5 @@ EXPERIMENT = Experiment(
         full=dict(n_train=60000, n_test=10000, epochs=10, shifts=[0, 1, 2, 3, 4, 5, 6]),
     ),
     run=run,
+    ranges=dict(n_probe=COUNT, shifts=NON_NEGATIVE),
 )
