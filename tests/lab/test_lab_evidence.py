@@ -152,3 +152,26 @@ def test_no_experiment_confirms_a_claim_from_networks_at_chance(name, tmp_path, 
     assert any(not v["conclusive"] for v in record["verdicts"])
     for phrase in ("as the notes say", "as the notes argue", "as AlexNet found"):
         assert phrase not in record["sentence"]
+
+
+def test_the_report_shows_each_verdict_and_flags_an_inconclusive_result(tmp_path):
+    import html
+    import json
+
+    from cnnlab.report.html import write_report
+
+    checks = [verdict("bottleneck vs naive", 80, 10, trained={"naive": 10.0}, compare=(13.8, 10.0)),
+              verdict("modules counted", 5000, 10, compare=(80.0, 70.0))]
+    record = dict(experiment="bottleneck", claim="a claim", sentence="The sentence.",
+                  verdicts=[v.to_dict() for v in checks], scale="quick", seed=0, settings={},
+                  numbers={}, plots=[], environment={}, started="now", elapsed_s=1.0)
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    text = write_report(tmp_path).read_text()
+    assert "<strong>Inconclusive at this scale</strong>: 1 of 2 comparisons" in text
+    assert 'class="sentence unsure"' in text
+    for v in checks:
+        assert html.escape(v.detail) in text
+    record["verdicts"] = record["verdicts"][1:]
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    text = write_report(tmp_path).read_text()
+    assert "Inconclusive at this scale" not in text and 'class="sentence"' in text
