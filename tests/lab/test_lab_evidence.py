@@ -140,6 +140,9 @@ TINY = {  # the smallest settings that still run each experiment's whole path
     "bottleneck": {"n_train": "60", "n_test": "40"},
     "complexity": {"n_train": "60", "n_test": "40"},
     "explicit": {"n_train": "60", "n_test": "40"},
+    "invariance": {"n_train": "60", "n_test": "40", "n_probe": "4"},
+    "error-sources": {"sizes": "20,60", "n_test": "40", "min_epoch_images": "60"},
+    "convergence": {"n_train": "40", "n_test": "40"},
 }
 
 

@@ -50,7 +50,7 @@ def random_flip(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
 
 def affine(x: torch.Tensor, degrees: torch.Tensor | float, scale: torch.Tensor | float = 1.0,
            shift: torch.Tensor | None = None) -> torch.Tensor:
-    """Rotate each image counter-clockwise by ``degrees`` about its centre, scale its content by
+    """Rotate each image clockwise by ``degrees`` about its centre, scale its content by
     ``scale`` (> 1 enlarges) and move it by ``shift`` (B, 2), fractions of the size per axis.
 
     The transform of ``torchvision.transforms.v2.functional.affine`` (same angle and scale

@@ -137,6 +137,7 @@ class Experiment:
     settings: dict[str, dict]  # scale -> settings; "quick" and "full" override "default"
     run: Callable[[LabContext], Outcome]
     ranges: dict[str, Range] = field(default_factory=dict)  # its own settings' allowed values
+    choices: dict[str, tuple] = field(default_factory=dict)  # the allowed values of text settings
 
     def range_of(self, key: str) -> Range | None:
         """The allowed values of setting ``key`` (its own, else the shared SETTING_RANGES)."""
@@ -159,9 +160,12 @@ class Experiment:
         return resolved
 
     def check(self, key: str, value) -> None:
-        """Refuse a value outside the setting's range, or an empty list, in one line."""
+        """Refuse a value outside the setting's range or choices, or an empty list, in one line."""
         if isinstance(value, list) and not value:
             raise ConfigError(f"{self.name} setting {key} needs at least one value, got none")
+        if key in self.choices and value not in self.choices[key]:
+            raise ConfigError(f"{self.name} setting {key} must be one of "
+                              f"{', '.join(self.choices[key])}, got {value!r}")
         allowed = self.range_of(key)
         if allowed is None or isinstance(value, (bool, str)):
             return
