@@ -105,8 +105,8 @@ def verdict(claim: str, n: int, num_classes: int, trained: dict[str, float] | No
                            f"errors of chance, {100 / num_classes:.1f}% + "
                            f"{bound - 100 / num_classes:.1f} on {n:,} images")
     if compare is None:
-        return Verdict(claim, True, f"above chance ({chance_bound(n, num_classes, z):.1f}% on "
-                                    f"{n:,} images)")
+        return Verdict(claim, True, f"above chance: beyond {chance_bound(n, num_classes, z):.1f}% "
+                                    f"on {n:,} images")
     a, b = compare
     binomial = z * math.sqrt(2) * binomial_se((a + b) / 2, n)
     noise, source = max((binomial, f"{z:g} s.e. on {n:,} images"),

@@ -74,9 +74,9 @@ def _plot(ctx: LabContext, numbers: dict, s: dict) -> None:
         for name, net in numbers["nets"].items():
             rows = net[kind]["rows"]
             ax.plot([r[key[:-1]] for r in rows], [r["accuracy"] for r in rows], styles[name],
-                    marker="o", label=f"{name}: accuracy")
+                    color="tab:blue", marker="o", label=f"{name}: accuracy")
             ax.plot([r[key[:-1]] for r in rows], [r["changed"] for r in rows], styles[name],
-                    marker="x", alpha=0.6, label=f"{name}: % changed")
+                    color="tab:red", marker="x", label=f"{name}: % changed")
         ax.set_xlabel({"rotation": "rotation (degrees)", "scale": "scale factor",
                        "shift": "shift (pixels)"}[kind])
         ax.set_ylabel("% of test images")
@@ -85,9 +85,9 @@ def _plot(ctx: LabContext, numbers: dict, s: dict) -> None:
         ax.legend(fontsize=7)
     ax = axes[-1]
     for name, net in numbers["nets"].items():
-        for layer, rows in net["layers"].items():
+        for color, (layer, rows) in zip(("tab:blue", "tab:orange", "tab:green"), net["layers"].items()):
             ax.plot([r["angle"] for r in rows], [100 * r["error"] for r in rows], styles[name],
-                    marker="o", label=f"{name} {layer} (stride {rows[0]['stride']})")
+                    color=color, marker="o", label=f"{name} {layer} (stride {rows[0]['stride']})")
     ax.set_xlabel("rotation (degrees)")
     ax.set_ylabel("|| f(Rx) - R f(x) || / || R f(x) || (%)")
     ax.set_title("feature maps do not rotate with x")
@@ -144,13 +144,13 @@ EXPERIMENT = Experiment(
     claim="convolution is equivariant to translation only: rotation and scale invariance come "
           "from the data",
     settings=dict(
-        default=dict(head="gap", n_train=10000, n_test=2000, n_probe=256, epochs=4, lr=0.05,
+        default=dict(head="gap", n_train=60000, n_test=2000, n_probe=256, epochs=4, lr=0.05,
                      batch_size=128, angles=[0.0, 15.0, 30.0, 45.0, 90.0, 135.0, 180.0],
                      scales=[0.5, 0.75, 1.0, 1.25, 1.5], shifts=[0, 1, 2, 3, 4],
                      aug_rotate=180.0, aug_scale=0.5),
         quick=dict(n_train=200, n_test=80, n_probe=8, epochs=1, batch_size=50,
                    angles=[0.0, 90.0, 180.0], scales=[0.5, 1.0, 1.5], shifts=[0, 2]),
-        full=dict(n_train=60000, n_test=10000, epochs=15,
+        full=dict(n_test=10000, epochs=15,
                   angles=[15.0 * i for i in range(13)],
                   scales=[0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.375, 1.5]),
     ),
