@@ -1,16 +1,17 @@
 """Convergence: with enough target data, ImageNet pre-training mostly speeds up convergence.
 
 The Georgia Tech lesson on transfer: "if you have enough data for the target domain, it just
-results in faster convergence" (He, Girshick and Dollár, "Rethinking ImageNet Pre-training",
-ICCV 2019, arXiv:1811.08883: on COCO, networks trained from scratch catch up with fine-tuned ones
-given a long enough schedule). Here one network, ``model`` (EfficientNet-Lite0 at the default), is
+results in faster convergence" (He, Girshick and Dollár, "Rethinking ImageNet Pre-training", ICCV
+2019, arXiv:1811.08883: on COCO, networks trained from scratch catch up with fine-tuned ones given
+a long enough schedule). Here one network, ``model`` (EfficientNet-Lite0 at the default), is
 trained twice on the same target training set (a class-balanced subset of ``n_train`` images; all
 60,000 at ``--full``) with the same recipe (AdamW, cosine schedule, the same batches): fine-tuned
-from its ImageNet weights (:mod:`cnnlab.models.weights`) and from random initialisation. Both see the same inputs — Fashion-MNIST resized to ``image_size``, grey repeated
-to three channels, the weights' normalisation — so only the initial weights differ. Measured: test
-accuracy after every epoch (and, in the plot, against the wall time each run's ``metrics.csv``
-recorded), the first epoch at which each run comes within ``within`` points of its own final
-accuracy, and the gap between the finals.
+from its ImageNet weights (:mod:`cnnlab.models.weights`) and from random initialisation. Both see
+the same inputs — Fashion-MNIST resized to ``image_size``, grey repeated to three channels, the
+weights' normalisation — so only the initial weights differ. Measured: test accuracy after every
+epoch (and, in the plot, against the wall time each run's ``metrics.csv`` recorded), the first
+epoch at which each run comes within ``within`` points of its own final accuracy, and the gap
+between the finals.
 """
 
 from __future__ import annotations
