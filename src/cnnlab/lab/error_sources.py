@@ -125,16 +125,20 @@ def _sentence(numbers: dict):
     decades = math.log10(max(c["params"] for c in numbers["cells"])
                          / min(c["params"] for c in numbers["cells"]))
     wide_big = _cell(numbers, max(widths), max(sizes))
-    text = (f"Across {decades:.1f} decades of parameters, the widest net "
-            f"({big_small['params']:,} parameters) on {big_small['n_train']:,} images ended with "
-            f"{big_small['train_error']:.1f}% training and {big_small['test_error']:.1f}% test "
-            f"error, {gap.says(f'so {_dominant(big_small)} dominated there ({gap.detail})')}; "
-            f"the narrowest ({small_big['params']:,}) on {small_big['n_train']:,} images kept "
-            f"{small_big['train_error']:.1f}% training error (the widest "
-            f"{wide_big['train_error']:.1f}%) against a gap of {small_big['gap']:+.1f} points, "
-            + capacity.says(f"so {_dominant(small_big)} dominated there ({capacity.detail})",
-                            f"so no modelling error showed: it trained no worse than the widest "
-                            f"net ({capacity.detail})")
+    bs, sb = big_small, small_big
+    text = (f"Across {decades:.1f} decades of parameters, the widest net ({bs['params']:,} "
+            f"parameters) on {bs['n_train']:,} images ended with {bs['train_error']:.1f}% training "
+            f"and {bs['test_error']:.1f}% test error: "
+            + gap.says(f"a train-test gap of {bs['gap']:+.1f} points ({gap.detail}), so "
+                       f"{_dominant(bs)} dominated there")
+            + f"; the narrowest ({sb['params']:,}) on {sb['n_train']:,} images kept "
+            f"{sb['train_error']:.1f}% training error against a gap of {sb['gap']:+.1f} points: "
+            + capacity.says(f"{capacity.difference:.1f} points more training error than the widest "
+                            f"net's {wide_big['train_error']:.1f}% ({capacity.detail}), so "
+                            f"{_dominant(sb)} dominated there",
+                            f"no more training error than the widest net's "
+                            f"{wide_big['train_error']:.1f}% ({capacity.detail}), so no modelling "
+                            f"error showed")
             + f"; a {numbers['long_factor']}x longer schedule on {numbers['long_size']:,} images "
             f"lowered the training error by at most {gain:.1f} points (width {normal['width']}): ")
     text += optimisation.says(
