@@ -17,13 +17,25 @@ def test_epochs_to_within_is_the_first_epoch_near_the_final():
 
 
 @pytest.mark.slow
-def test_tiny_run_records_both_curves_as_the_runs_did(tmp_path, tiny_idx_dir):
+def test_tiny_run_records_both_curves_as_the_runs_did(tmp_path, tiny_idx_dir, monkeypatch):
+    from torch import nn
+
+    from cnnlab.lab.common import LabContext
+
+    momenta, train = [], LabContext.train
+
+    def spy(self, model, *args, **kwargs):  # what the Trainer is given
+        momenta.append({m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)})
+        return train(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(LabContext, "train", spy)
     out = tmp_path / "conv"
     record = run_experiment(get_experiment("convergence"), out, "quick", 0,
                             {"n_train": "40", "n_test": "20", "epochs": "2"}, str(tiny_idx_dir),
                             "cpu", log=None)
     runs = record["numbers"]["runs"]
     assert list(runs) == ["imagenet", "scratch"]
+    assert momenta == [{0.1}, {0.1}]  # both runs' BatchNorm statistics follow bn_momentum
     for init, run in runs.items():
         rows = read_metrics(out / "runs" / init / "metrics.csv")
         assert run["test_acc"] == [round(100 * r["test_acc"], 2) for r in rows]

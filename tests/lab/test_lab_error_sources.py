@@ -59,11 +59,11 @@ def test_sentence_names_the_dominant_error_in_each_corner():
              (16, 1000): (2.0, 20.0), (16, 4000): (6.0, 14.0), (16, 16000): (9.0, 11.0)}
     text, checks = _sentence(_numbers(cells, {2: 27.5, 16: 1.0}))
     assert ("the widest net (74,992 parameters) on 1,000 images ended with 2.0% training and "
-            "20.0% test error: a train-test gap of +18.0 points (+18.0 points, beyond the noise") in text
+            "20.0% test error: a train-test gap of +18.0 points, beyond the noise") in text
     assert "so estimation error (the train-test gap) dominated there;" in text
     assert ("the narrowest (1,310) on 16,000 images kept 28.0% training error against a gap of "
-            "+1.0 points: 19.0 points more training error than the widest net's 9.0% (+19.0 "
-            "points, beyond") in text
+            "+1.0 points: more training error than the widest net's 9.0% (+19.0 points, "
+            "beyond") in text
     assert "so modelling and optimisation error (the training error) dominated there;" in text
     assert "lowered the training error by at most 5.0 points (width 16): optimisation error was " \
            "the larger part of that net's training error" in text

@@ -129,12 +129,11 @@ def _sentence(numbers: dict):
     text = (f"Across {decades:.1f} decades of parameters, the widest net ({bs['params']:,} "
             f"parameters) on {bs['n_train']:,} images ended with {bs['train_error']:.1f}% training "
             f"and {bs['test_error']:.1f}% test error: "
-            + gap.says(f"a train-test gap of {bs['gap']:+.1f} points ({gap.detail}), so "
-                       f"{_dominant(bs)} dominated there")
+            + gap.says(f"a train-test gap of {gap.detail}, so {_dominant(bs)} dominated there")
             + f"; the narrowest ({sb['params']:,}) on {sb['n_train']:,} images kept "
             f"{sb['train_error']:.1f}% training error against a gap of {sb['gap']:+.1f} points: "
-            + capacity.says(f"{capacity.difference:.1f} points more training error than the widest "
-                            f"net's {wide_big['train_error']:.1f}% ({capacity.detail}), so "
+            + capacity.says(f"more training error than the widest net's "
+                            f"{wide_big['train_error']:.1f}% ({capacity.detail}), so "
                             f"{_dominant(sb)} dominated there",
                             f"no more training error than the widest net's "
                             f"{wide_big['train_error']:.1f}% ({capacity.detail}), so no modelling "
