@@ -88,6 +88,8 @@ def _plot(ctx: LabContext, numbers: dict) -> None:
                                                          "train-test gap (points)",
                                                          "training error (%)")):
         ax.set_xscale("log")
+        ax.set_xticks(params, [f"{p / 1e3:.1f}k" for p in params])  # the widths measured
+        ax.minorticks_off()
         ax.set_xlabel("parameters (log scale)")
         ax.set_ylabel(label)
         ax.set_title(title, fontsize=10)
