@@ -118,7 +118,7 @@ def _sentence(numbers: dict):
             f"{plain['shift']['changed']:.1f}% against {aug['shift']['changed']:.1f}%; in conv1 a "
             f"{at['angle']:g} degree rotation left {at['error']:.0%} equivariance error "
             f"({aug_at['error']:.0%} after augmented training) where a 2 px shift left "
-            f"{plain['shift_reference']['error']:.0e}")
+            f"{plain['shift_reference']['error']:.1e}")
     wins = {k: v.conclusive and v.difference > 0 for k, v in checks.items()}
     if all(wins.values()):
         verdict_text = ("invariance to rotation and scale came from the data, not from the "
