@@ -126,7 +126,7 @@ def test_mixup_and_cutmix_mix_labels_as_they_mix_pixels(fn):
 
 def test_same_seed_same_batch_other_seed_other_batch():
     options = SimpleNamespace(crop_pad=2, pad_mode="zeros", flip=0.5, rotate=10, translate=0.1,
-                              brightness=0.2, contrast=0.2, saturation=0.2, pca_lighting=0.1,
+                              scale=0.2, brightness=0.2, contrast=0.2, saturation=0.2, pca_lighting=0.1,
                               erase=0.5, erase_area=[0.02, 0.2], mixup=0.2, cutmix=1.0)
     images = torch.randint(0, 256, (8, 3, 12, 12), generator=_g(), dtype=torch.uint8)
     labels = torch.arange(8) % 3
@@ -137,3 +137,42 @@ def test_same_seed_same_batch_other_seed_other_batch():
     c, _ = aug(images, labels, _g(2))
     assert torch.equal(a, b) and torch.equal(ta, tb) and not torch.equal(a, c)
     torch.testing.assert_close(ta.sum(1), torch.ones(8))
+
+
+@pytest.mark.parametrize("degrees, scale", [(30.0, 1.0), (0.0, 1.3), (-45.0, 0.7), (90.0, 0.5)])
+def test_affine_matches_torchvision_per_image(degrees, scale):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    x = _images(3, 2, 20, 20)
+    out = A.affine(x, degrees, scale)
+    for b in range(3):
+        oracle = TF.affine(x[b], angle=degrees, translate=[0, 0], scale=scale, shear=[0.0, 0.0],
+                           interpolation=InterpolationMode.BILINEAR)
+        torch.testing.assert_close(out[b], oracle, atol=1e-5, rtol=0)
+
+
+def test_random_scale_draws_one_factor_per_image_in_its_interval():
+    x, s = _images(8, 1, 24, 24), 0.4
+    out = A.random_affine(x, 0.0, 0.0, _g(5), scale=s)
+    g = _g(5)
+    torch.rand(8, generator=g), torch.rand(16, generator=g)  # the angle and shift draws (zero here)
+    factors = 1 - s + 2 * s * torch.rand(8, generator=g)
+    assert ((factors >= 1 - s) & (factors <= 1 + s)).all() and factors.std() > 0.1
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    for b in range(8):
+        oracle = TF.affine(x[b], angle=0.0, translate=[0, 0], scale=factors[b].item(),
+                           shear=[0.0, 0.0], interpolation=InterpolationMode.BILINEAR)
+        torch.testing.assert_close(out[b], oracle, atol=1e-5, rtol=0)
+    # off by default: rotation and translation sample exactly as before scale existed
+    g = _g(2)
+    angle = (-20 + 40 * torch.rand(8, generator=g)) * (np.pi / 180)
+    shift = (-0.1 + 0.2 * torch.rand(16, generator=g)).view(8, 2) * 2
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    before = torch.nn.functional.grid_sample(x, grid, align_corners=False)
+    torch.testing.assert_close(A.random_affine(x, 20.0, 0.1, _g(2)), before, atol=1e-6, rtol=0)

@@ -13,10 +13,11 @@ from cnnlab.lab import get_experiment, list_experiments, run_experiment
 from cnnlab.lab.common import balanced_order, repeat_to
 
 ISSUE_EXPERIMENTS = ["depth", "transfer", "data-scaling", "ensemble", "tta", "equivariance",
-                     "bottleneck", "complexity", "explicit"]
+                     "bottleneck", "complexity", "explicit", "invariance", "error-sources",
+                     "convergence"]
 
 
-def test_registry_lists_the_nine_experiments_of_the_issue():
+def test_registry_lists_the_experiments_of_the_issues():
     assert list_experiments() == ISSUE_EXPERIMENTS
     for name in ISSUE_EXPERIMENTS:
         experiment = get_experiment(name)

@@ -48,3 +48,38 @@ def test_global_average_pooling_predictions_ignore_interior_shifts():
                               nn.Flatten(), nn.Linear(4, 3))  # 1x1 conv + GAP: a sum over pixels
     for row in prediction_changes(invariant, test, [0, 1, 3]):
         assert row["changed"] == 0.0 and row["prob_change"] < 1e-5
+
+
+def test_rotate_by_right_angles_is_rot90_and_zoom_by_one_is_the_identity():
+    from cnnlab.lab.equivariance import rotate, zoom
+
+    x = torch.randint(0, 256, (2, 1, 10, 10), dtype=torch.uint8)
+    assert torch.equal(rotate(x, 90), torch.rot90(x, -1, (-2, -1)))
+    assert torch.equal(rotate(x, 180), torch.rot90(x, 2, (-2, -1)))
+    assert torch.equal(zoom(x, 1.0), x) and rotate(x, 30).dtype == torch.uint8
+    small = zoom(torch.full((1, 1, 20, 20), 200, dtype=torch.uint8), 0.5)
+    assert small[0, 0, 5:15, 5:15].min() == 200 and small[0, 0, :4].max() == 0  # half the size
+
+
+def _symmetrise(net: ShiftNet) -> None:
+    """Make every 3x3 kernel invariant under 90-degree rotation: the net is then equivariant."""
+    with torch.no_grad():
+        for conv in (net.conv1[0], net.conv2[0], net.conv3[0]):
+            w = conv.weight
+            w.copy_(sum(torch.rot90(w, k, (-2, -1)) for k in range(4)) / 4)
+
+
+def test_rotations_by_the_kernels_own_symmetry_leave_no_error_and_others_do():
+    from cnnlab.lab.equivariance import layer_rotations
+
+    torch.manual_seed(0)
+    images = torch.rand(3, 1, 24, 24)
+    net = ShiftNet("maxpool", input_size=24)
+    generic = layer_rotations(net, images, [0, 90])
+    _symmetrise(net)
+    symmetric = layer_rotations(net, images, [0, 90, 180, 30])
+    for name in ("conv1", "conv2", "conv3"):
+        assert generic[name][0]["error"] == 0.0 and symmetric[name][0]["error"] == 0.0
+        assert generic[name][1]["error"] > 0.05  # generic 3x3 filters do not rotate with x
+        assert symmetric[name][1]["error"] < 1e-5 and symmetric[name][2]["error"] < 1e-5
+        assert symmetric[name][3]["error"] > 1e-3  # 30 degrees: bilinear resampling is not exact

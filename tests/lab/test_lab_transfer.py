@@ -34,26 +34,36 @@ def _numbers(**overrides) -> dict:
     accuracy = {"fashion 5-9": {m: {10: v, 100: v + 5} for m, v in dict(base, **overrides).items()},
                 "digits": {m: {10: v, 100: v + 5} for m, v in digits.items()}}
     return dict(accuracy=accuracy, n_test={"fashion 5-9": 2000, "digits": 449},
-                imagenet="efficientnet_lite0")
+                num_classes={"fashion 5-9": 5, "digits": 10}, imagenet="efficientnet_lite0")
 
 
 def test_sentence_follows_the_numbers():
-    text = _sentence(_numbers())
+    text, verdicts = _sentence(_numbers())
+    assert len(verdicts) == 5 and all(v.conclusive for v in verdicts[:2])
     assert text.startswith("With 10 labels per class, frozen ImageNet features (efficientnet_lite0) "
                            "reached 80.0% on fashion 5-9 (scratch 60.0%, pixels 55.0%")
     assert "served both new tasks better than training from scratch or pixels, as the notes say" in text
     assert "helped its similar target more (+5.0 points against scratch on fashion 5-9, -1.0 on digits)" \
         in text
-    assert "fine-tuning ImageNet's network beat freezing it by 4.0 points" in text
+    assert ("fine-tuning ImageNet's network beat freezing it (+4.0 points, beyond the noise of ±2.1 "
+            "(2 s.e. on 2,000 images))") in text
     # ImageNet features no better than scratch: the sentence says the claim failed here
-    worse = _sentence(_numbers(**{"imagenet frozen": 60.5, "imagenet finetune": 60.5}))
-    assert "they beat both baselines on one target only" in worse
+    worse, _ = _sentence(_numbers(**{"imagenet frozen": 60.5, "imagenet finetune": 60.5}))
+    assert ("they beat both baselines on digits (+20.0 points, beyond the noise of ±6.1 (2 s.e. on "
+            "449 images)); on the other target the comparison is inconclusive at this scale "
+            "(+0.5 points, within the noise") in worse
+    lost, _ = _sentence(_numbers(**{"imagenet frozen": 50.0}))
+    assert "they beat both baselines on one target only" in lost
     # the small source hurting both targets is said as it is
-    hurt = _sentence(_numbers(**{"fashion frozen": 50.0, "fashion finetune": 52.0}))
-    assert "helped neither target beyond the test sets' noise at this scale" in hurt
+    hurt, _ = _sentence(_numbers(**{"fashion frozen": 50.0, "fashion finetune": 52.0}))
+    assert ("helped neither target beyond the test sets' noise (-8.0 points against scratch on "
+            "fashion 5-9, -1.0 on digits): inconclusive at this scale (-1.0 points") in hurt
     # a gain within noise is not called help
-    small = _sentence(_numbers(**{"fashion frozen": 61.0, "fashion finetune": 61.5}))
+    small, _ = _sentence(_numbers(**{"fashion frozen": 61.0, "fashion finetune": 61.5}))
     assert "helped neither target beyond the test sets' noise" in small
     # a difference within two standard errors of the test set is not called a win
-    close = _sentence(_numbers(**{"imagenet finetune": 80.5}))
-    assert "matched freezing it within the test set's noise (+0.5 points" in close
+    close, _ = _sentence(_numbers(**{"imagenet finetune": 80.5}))
+    assert "matched freezing it: inconclusive at this scale (+0.5 points, within the noise" in close
+    # ImageNet features at chance (20% for five classes) confirm nothing
+    chance, _ = _sentence(_numbers(**{"imagenet frozen": 21.0}))
+    assert "inconclusive at this scale (frozen ImageNet at 21.0% is within 2 standard errors" in chance

@@ -402,8 +402,6 @@ CASES = [
          setup=folder("rd/empty")),
     Case("e_missing", "evaluate rd/missing --data-dir data/small", 2,
          ("not a cnnlab run directory",)),
-    Case("e_nost", "evaluate rd/nost --data-dir data/small", 2,
-         ("no model.safetensors", "--resume rd/nost"), setup=config_only("rd/nost")),
     Case("e_unkmodel", "evaluate rd/unkmodel --data-dir data/small", 2,
          ("unknown model 'lenet99'", "lenet5"), setup=edit_config("rd/unkmodel", model__name="lenet99")),
     Case("v04", "evaluate rd/badtransfer", 2, ("rd/badtransfer/transfer.json", "not valid json"),

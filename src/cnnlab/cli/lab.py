@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 from cnnlab.cli._args import (
-    check_out_dir,
-    HelpFormatter,
     NO_PROGRESS_HELP,
     OVERWRITE_HELP,
+    HelpFormatter,
+    check_out_dir,
     shared_help,
 )
 from cnnlab.errors import ConfigError

@@ -7,20 +7,13 @@ import os
 import sys
 from pathlib import Path
 
+from cnnlab.cli._args import (
     NO_PROGRESS_HELP,
     OVERWRITE_HELP,
     HelpFormatter,
-    add_config_flags,
-    config_flag_values,
-    positive_int,
-)
-from cnnlab.cli._args import (
     add_config_flags,
     check_out_dir,
     config_flag_values,
-    HelpFormatter,
-    NO_PROGRESS_HELP,
-    OVERWRITE_HELP,
     positive_int,
 )
 from cnnlab.errors import ConfigError

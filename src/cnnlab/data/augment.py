@@ -48,22 +48,39 @@ def random_flip(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], TF.horizontal_flip(x), x)
 
 
-def random_affine(x: torch.Tensor, degrees: float, translate: float, g: torch.Generator) -> torch.Tensor:
-    """Rotate by U(-degrees, degrees) about the centre and shift by U(-t, t) of the size per axis.
+def affine(x: torch.Tensor, degrees: torch.Tensor | float, scale: torch.Tensor | float = 1.0,
+           shift: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotate each image clockwise by ``degrees`` about its centre, scale its content by
+    ``scale`` (> 1 enlarges) and move it by ``shift`` (B, 2), fractions of the size per axis.
 
-    One affine grid per image (``F.affine_grid`` in normalised coordinates, where a shift of
-    ``t`` of the size is ``2 t``), bilinear sampling, zeros outside.
+    The transform of ``torchvision.transforms.v2.functional.affine`` (same angle and scale
+    convention), for a batch with per-image parameters: one grid per image in normalised
+    coordinates (``F.affine_grid``, where a shift of ``t`` of the size is ``2 t``), the inverse map
+    ``[[cos, sin], [-sin, cos]] / scale``, bilinear sampling, zeros outside.
     """
-    if degrees <= 0 and translate <= 0:
-        return x
     B = len(x)
-    angle = _uniform(B, -degrees, degrees, g, x.device) * (math.pi / 180)
-    shift = _uniform(2 * B, -translate, translate, g, x.device).view(B, 2) * 2
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
+    angle = torch.as_tensor(degrees, dtype=torch.float32, device=x.device).expand(B) * (math.pi / 180)
+    factor = torch.as_tensor(scale, dtype=torch.float32, device=x.device).expand(B)
+    shift = torch.zeros(B, 2, device=x.device) if shift is None else shift * 2
+    cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
+    theta = torch.stack([torch.stack([cos, sin, shift[:, 0]], 1),
+                         torch.stack([-sin, cos, shift[:, 1]], 1)], 1)  # (B, 2, 3)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_affine(x: torch.Tensor, degrees: float, translate: float, g: torch.Generator,
+                  scale: float = 0.0) -> torch.Tensor:
+    """Rotate by U(-degrees, degrees) about the centre, shift by U(-t, t) of the size per axis and
+    scale by a factor U(1 - scale, 1 + scale) (drawn only when ``scale`` > 0), per image
+    (:func:`affine`)."""
+    if degrees <= 0 and translate <= 0 and scale <= 0:
+        return x
+    B = len(x)
+    angle = _uniform(B, -degrees, degrees, g, x.device)
+    shift = _uniform(2 * B, -translate, translate, g, x.device).view(B, 2)
+    factor = _uniform(B, 1 - scale, 1 + scale, g, x.device) if scale > 0 else 1.0
+    return affine(x, -angle, factor, shift)
 
 
 def random_erase(x: torch.Tensor, p: float, area: tuple[float, float], g: torch.Generator,
@@ -162,7 +179,7 @@ def cutmix(x: torch.Tensor, targets: torch.Tensor, alpha: float,
 
 
 class Augmenter:
-    """The whole pipeline for one batch, in the order: to [0, 1], crop, flip, rotate/translate,
+    """The whole pipeline for one batch, in the order: to [0, 1], crop, flip, rotate/translate/scale,
     colour jitter, PCA lighting, erase, normalise, then mixup or cutmix on the normalised batch.
 
     ``options`` is any object with the fields of :class:`cnnlab.train.config.AugmentConfig`.
@@ -182,7 +199,7 @@ class Augmenter:
         x = images.float() / 255  # (B, C, H, W) in [0, 1]
         x = random_crop(x, o.crop_pad, g, o.pad_mode)
         x = random_flip(x, o.flip, g)
-        x = random_affine(x, o.rotate, o.translate, g)
+        x = random_affine(x, o.rotate, o.translate, g, o.scale)
         if o.brightness or o.contrast or o.saturation:
             x = color_jitter(x, o.brightness, o.contrast, o.saturation, g)
         if o.pca_lighting and x.shape[1] == 3 and self.eigen is not None:

@@ -24,6 +24,7 @@ EXPERIMENT_MODULES = {
     "depth": "depth", "transfer": "transfer", "data-scaling": "data_scaling",
     "ensemble": "ensemble", "tta": "tta", "equivariance": "equivariance",
     "bottleneck": "bottleneck", "complexity": "complexity", "explicit": "explicit",
+    "invariance": "invariance", "error-sources": "error_sources", "convergence": "convergence",
 }
 
 

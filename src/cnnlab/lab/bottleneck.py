@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cnnlab.analysis import summary
-from cnnlab.lab.common import Experiment, LabContext, Outcome, points
+from cnnlab.lab.common import Experiment, LabContext, Outcome, points, verdict
 from cnnlab.models.googlenet import BasicConv2d, Inception
 
 INCEPTION_3A = (64, 96, 128, 16, 32, 32)  # c1, c3 reduce, c3, c5 reduce, c5, pool proj (Table 1)
@@ -105,6 +105,7 @@ def run(ctx: LabContext) -> Outcome:
     numbers = dict(modules=module_costs())
     train = ctx.data("fashion-mnist", "train", s["n_train"])
     test = ctx.data("fashion-mnist", "test", s["n_test"])
+    numbers.update(n_test=len(test), num_classes=train.num_classes)
     chans, size = train.image_shape[0], train.image_shape[-1]
     budget = cost(SmallInceptionNet(True, 1.0, chans), (chans, size, size))
     width = equal_budget_width(budget["macs"], chans, size)
@@ -118,7 +119,7 @@ def run(ctx: LabContext) -> Outcome:
         numbers["nets"][name] = dict(width=w, **c, test_acc=points(history[-1]["test_acc"]),
                                      train_acc=points(history[-1]["train_acc"]), history=history)
     _plot(ctx, numbers)
-    return Outcome(numbers, _sentence(numbers))
+    return Outcome(numbers, *_sentence(numbers))
 
 
 def _plot(ctx: LabContext, numbers: dict) -> None:
@@ -147,22 +148,26 @@ def _plot(ctx: LabContext, numbers: dict) -> None:
              "with the same multiply-add budget.")
 
 
-def _sentence(numbers: dict) -> str:
+def _sentence(numbers: dict):
     m = numbers["modules"]
     naive, full = m["inception_3a_naive"], m["inception_3a"]
     five, five_r = m["five_by_five"], m["five_by_five_reduced"]
     b, n = numbers["nets"]["bottleneck"], numbers["nets"]["naive"]
-    gap = b["test_acc"] - n["test_acc"]
-    verdict = ("the reductions bought accuracy for the same compute, as the notes argue"
-               if gap > 0 else "at this scale the reductions did not buy accuracy for the same "
-               "compute, contrary to the notes' expectation")
+    evidence = verdict("bottleneck vs naive test accuracy at an equal budget", numbers["n_test"],
+                       numbers["num_classes"],
+                       trained={"the net with reductions": b["test_acc"], "the naive net": n["test_acc"]},
+                       compare=(b["test_acc"], n["test_acc"]))
+    text = evidence.says(
+        f"the reductions bought accuracy for the same compute, as the notes argue ({evidence.detail})",
+        f"at this scale the reductions cost accuracy for the same compute, contrary to the notes' "
+        f"expectation ({evidence.detail})")
     return (f"The 1x1 reductions cut inception (3a) on 28x28x192 from {naive['macs'] / 1e6:.0f}M to "
             f"{full['macs'] / 1e6:.0f}M multiply-adds ({naive['macs'] / full['macs']:.1f}x fewer) and "
             f"from {naive['params'] / 1e3:.0f}k to {full['params'] / 1e3:.0f}k parameters (the course's "
             f"5x5 example: {five['macs'] / 1e6:.1f}M -> {five_r['macs'] / 1e6:.1f}M); at an equal "
             f"budget of {b['macs'] / 1e6:.2f}M multiply-adds per image the net with reductions reached "
             f"{b['test_acc']:.1f}% test accuracy and the naive one (widths x{n['width']:.2f}) "
-            f"{n['test_acc']:.1f}%: {verdict}.")
+            f"{n['test_acc']:.1f}%: {text}.", [evidence])
 
 
 EXPERIMENT = Experiment(

@@ -9,12 +9,16 @@ Every experiment writes to its ``--out`` directory:
 * ``runs/<name>/`` — the ordinary run directory of every network it trained.
 
 The sentence is computed from the numbers, never written in advance: where the result at CPU
-scale contradicts the notes, the sentence says so.
+scale contradicts the notes, the sentence says so, and where the numbers cannot decide — a network
+near chance, a difference within the test set's binomial error or the spread of seeds — it says
+"inconclusive at this scale" with the number (:func:`verdict`, the one rule every experiment uses).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import platform
 import subprocess
@@ -30,19 +34,99 @@ from cnnlab.data.datasets import InMemoryDataset, balanced_order, load_dataset
 from cnnlab.errors import ConfigError
 from cnnlab.text import plural
 from cnnlab.train.checkpoint import atomic_write_text
-from cnnlab.train.values import coerce
+from cnnlab.train.values import Range, coerce
 
 SCALES = ("quick", "default", "full")
 RESULTS_FILE = "results.json"
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")  # no timings
+COUNT, POSITIVE, NON_NEGATIVE = Range(1), Range(0, low_open=True), Range(0)
+# The allowed values of the numeric settings the experiments share (lists element by element); an
+# experiment's own settings have theirs in Experiment.ranges. Every numeric setting has one.
+SETTING_RANGES = {
+    "n_train": COUNT, "n_test": COUNT, "epochs": COUNT, "batch_size": COUNT, "lr": POSITIVE,
+    "weight_decay": NON_NEGATIVE, "min_epoch_images": COUNT, "sizes": COUNT,
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the numbers behind one conclusion can carry it (:func:`verdict`)."""
+
+    claim: str  # what was checked, e.g. "bottleneck vs naive test accuracy"
+    conclusive: bool  # every network above chance, and the difference (if any) beyond the noise
+    detail: str  # the numbers that decided it, for the sentence and the report
+    difference: float | None = None  # a - b in points, when two accuracies were compared
+    noise: float | None = None  # the half-width a difference had to exceed, in points
+
+    def says(self, more: str, less: str | None = None) -> str:
+        """What the numbers allow: when conclusive, ``more`` (or ``less`` when given and the
+        compared difference is negative); otherwise "inconclusive at this scale (<detail>)"."""
+        if not self.conclusive:
+            return self.caveat
+        return less if less is not None and (self.difference or 0) < 0 else more
+
+    @property
+    def caveat(self) -> str:
+        return f"inconclusive at this scale ({self.detail})"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def binomial_se(accuracy: float, n: int) -> float:
+    """Standard error, in points, of an accuracy measured on ``n`` images: 100 sqrt(p (1 - p) / n)
+    with p the accuracy as a fraction (the spread of a binomial proportion)."""
+    p = min(max(accuracy / 100.0, 0.0), 1.0)
+    return 100.0 * math.sqrt(p * (1 - p) / max(n, 1))
+
+
+def chance_bound(n: int, num_classes: int, z: float = 2.0) -> float:
+    """The accuracy (points) a network must exceed to be told from guessing: chance, 100 / K, plus
+    ``z`` binomial standard errors of chance on ``n`` images."""
+    chance = 100.0 / num_classes
+    return chance + z * binomial_se(chance, n)
+
+
+def verdict(claim: str, n: int, num_classes: int, trained: dict[str, float] | None = None,
+            compare: tuple[float, float] | None = None, seed_std: float = 0.0,
+            z: float = 2.0) -> Verdict:
+    """The lab's one rule for when numbers decide a claim.
+
+    ``trained`` names accuracies (points, measured on ``n`` images) that must lie above
+    :func:`chance_bound`: a network near chance has learned nothing a comparison could rest on.
+    ``compare = (a, b)`` is a difference of two accuracies (points) on the same ``n`` images; it
+    counts only when ``|a - b|`` exceeds ``z`` standard errors of a difference of two binomial
+    proportions, ``z 100 sqrt(2 p (1 - p) / n)`` with p their mean, or ``z`` times ``seed_std``, the
+    standard deviation of the same measurement over seeds, whichever is larger.
+    """
+    for name, accuracy in (trained or {}).items():
+        bound = chance_bound(n, num_classes, z)
+        if accuracy <= bound:
+            return Verdict(claim, False, f"{name} at {accuracy:.1f}% is within {z:g} standard "
+                           f"errors of chance, {100 / num_classes:.1f}% + "
+                           f"{bound - 100 / num_classes:.1f} on {n:,} images")
+    if compare is None:
+        return Verdict(claim, True, f"above chance: beyond {chance_bound(n, num_classes, z):.1f}% "
+                                    f"on {n:,} images")
+    a, b = compare
+    binomial = z * math.sqrt(2) * binomial_se((a + b) / 2, n)
+    noise, source = max((binomial, f"{z:g} s.e. on {n:,} images"),
+                        (z * seed_std, f"{z:g} s.d. over seeds"))
+    difference = a - b
+    conclusive = abs(difference) > noise
+    word = "beyond" if conclusive else "within"
+    return Verdict(claim, conclusive, f"{difference:+.1f} points, {word} the noise of "
+                   f"±{noise:.1f} ({source})", round(difference, 4), round(noise, 4))
 
 
 @dataclass
 class Outcome:
-    """What an experiment found: its numbers (JSON-ready) and the sentence computed from them."""
+    """What an experiment found: its numbers (JSON-ready), the sentence computed from them, and
+    the verdicts the sentence rests on (shown by the report)."""
 
     numbers: dict
     sentence: str
+    verdicts: list[Verdict] = field(default_factory=list)
 
 
 @dataclass
@@ -54,6 +138,12 @@ class Experiment:
     settings: dict[str, dict]  # scale -> settings; "quick" and "full" override "default"
     run: Callable[[LabContext], Outcome]
     runs: Callable[[dict], int] | None = None  # networks it trains, from its settings (progress)
+    ranges: dict[str, Range] = field(default_factory=dict)  # its own settings' allowed values
+    choices: dict[str, tuple] = field(default_factory=dict)  # the allowed values of text settings
+
+    def range_of(self, key: str) -> Range | None:
+        """The allowed values of setting ``key`` (its own, else the shared SETTING_RANGES)."""
+        return self.ranges.get(key, SETTING_RANGES.get(key))
 
     def resolve(self, scale: str, overrides: dict | None = None) -> dict:
         """The settings at ``scale`` (quick/full on top of default), then checked overrides: each
@@ -68,7 +158,22 @@ class Experiment:
                 raise ConfigError(f"{self.name} has no setting {key!r}; its settings: "
                                   f"{', '.join(sorted(resolved))}")
             resolved[key] = coerce(key, value, setting_type(resolved[key]))
+            self.check(key, resolved[key])
         return resolved
+
+    def check(self, key: str, value) -> None:
+        """Refuse a value outside the setting's range or choices, or an empty list, in one line."""
+        if isinstance(value, list) and not value:
+            raise ConfigError(f"{self.name} setting {key} needs at least one value, got none")
+        if key in self.choices and value not in self.choices[key]:
+            raise ConfigError(f"{self.name} setting {key} must be one of "
+                              f"{', '.join(self.choices[key])}, got {value!r}")
+        allowed = self.range_of(key)
+        if allowed is None or isinstance(value, (bool, str)):
+            return
+        for v in value if isinstance(value, list) else [value]:
+            if not allowed.contains(v):
+                raise ConfigError(f"{self.name} setting {key} must be {allowed}, got {v}")
 
 
 def setting_type(current) -> type:
@@ -241,6 +346,7 @@ def run_experiment(experiment: Experiment, out: str | Path, scale: str = "defaul
         ctx.bar.close()
         ctx.bar = None
     record = dict(experiment=experiment.name, claim=experiment.claim, sentence=outcome.sentence,
+                  verdicts=[v.to_dict() for v in outcome.verdicts],
                   scale=scale, seed=seed, settings=settings, numbers=outcome.numbers,
                   plots=ctx.plots, environment=environment(), started=started,
                   elapsed_s=round(time.perf_counter() - start, 1))

@@ -13,7 +13,7 @@ import math
 
 from cnnlab.analysis import summary
 from cnnlab.errors import ConfigError
-from cnnlab.lab.common import Experiment, LabContext, Outcome, points
+from cnnlab.lab.common import Experiment, LabContext, Outcome, points, verdict
 from cnnlab.models import create_model
 
 
@@ -38,7 +38,8 @@ def run(ctx: LabContext) -> Outcome:
             row.update(test_acc=None, train_acc=None, error=str(err))
         rows.append(row)
     _plot(ctx, rows)
-    return Outcome(dict(rows=rows), _sentence(rows))
+    numbers = dict(rows=rows, n_test=len(test), num_classes=train.num_classes)
+    return Outcome(numbers, *_sentence(numbers))
 
 
 def _plot(ctx: LabContext, rows: list[dict]) -> None:
@@ -61,15 +62,22 @@ def _plot(ctx: LabContext, rows: list[dict]) -> None:
              "accuracy against multiply-adds and parameters at 1x28x28.")
 
 
-def _sentence(rows: list[dict]) -> str:
+def _sentence(numbers: dict):
+    rows, n, classes = numbers["rows"], numbers["n_test"], numbers["num_classes"]
     ok = [r for r in rows if r["test_acc"] is not None]
     failed = [r["model"] for r in rows if r["test_acc"] is None]
     tail = f" ({', '.join(failed)} diverged with this recipe)" if failed else ""
     if len(ok) < 2:
-        return f"Too few models finished to compare{tail}."
+        return f"Too few models finished to compare{tail}.", []
     best = max(ok, key=lambda r: r["test_acc"])
-    cheapest_close = min((r for r in ok if r["test_acc"] >= best["test_acc"] - 1.0),
-                         key=lambda r: r["macs"])
+    worst = min(ok, key=lambda r: r["test_acc"])
+    # the trend can be read only if the best model learned and the accuracies differ beyond noise
+    spread = verdict("most vs least accurate model", n, classes,
+                     trained={best["model"]: best["test_acc"]},
+                     compare=(best["test_acc"], worst["test_acc"]))
+    matches = [r for r in ok if r is best or not verdict(
+        "", n, classes, compare=(best["test_acc"], r["test_acc"])).conclusive]
+    cheapest_close = min(matches, key=lambda r: r["macs"])
     costliest = max(ok, key=lambda r: r["macs"])
     xs = [math.log10(r["macs"]) for r in ok]
     ys = [r["test_acc"] for r in ok]
@@ -77,18 +85,18 @@ def _sentence(rows: list[dict]) -> str:
     cov = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
     norm = math.sqrt(sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys)) or 1.0
     r = cov / norm
-    trend = ("more compute bought accuracy" if r > 0.5 else
-             "more compute did not reliably buy accuracy at this scale" if r > -0.2 else
-             "the costlier models did worse at this scale (short recipe, small input)")
-    close = ("no cheaper model came within a point of it" if cheapest_close is best else
-             f"{cheapest_close['model']} came within a point at "
+    trend = spread.says("more compute bought accuracy" if r > 0.5 else
+                        "more compute did not reliably buy accuracy at this scale" if r > -0.2 else
+                        "the costlier models did worse at this scale (short recipe, small input)")
+    close = ("no cheaper model matched it within the test set's noise" if cheapest_close is best else
+             f"{cheapest_close['model']} matched it within the test set's noise at "
              f"{cheapest_close['macs'] / 1e6:.1f}M multiply-adds")
     return (f"With one shared small-input recipe, {best['model']} was the most accurate "
             f"({best['test_acc']:.1f}% with {best['macs'] / 1e6:.1f}M multiply-adds and "
             f"{best['params'] / 1e6:.2f}M parameters); {close}, and the costliest, "
             f"{costliest['model']} ({costliest['macs'] / 1e6:.0f}M), reached "
             f"{costliest['test_acc']:.1f}%: {trend} (correlation of accuracy with log multiply-adds "
-            f"r = {r:.2f}){tail}.")
+            f"r = {r:.2f}){tail}.", [spread])
 
 
 EXPERIMENT = Experiment(

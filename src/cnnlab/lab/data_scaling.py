@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import math
 
-from cnnlab.errors import ConfigError
-from cnnlab.lab.common import Experiment, LabContext, Outcome, points, repeat_to
+from cnnlab.lab.common import Experiment, LabContext, Outcome, points, repeat_to, verdict
 from cnnlab.models import create_model
 
 
 def run(ctx: LabContext) -> Outcome:
-    s = ctx.settings
-    if not s["sizes"] or min(s["sizes"]) < 1:
-        raise ConfigError(f"sizes must be positive numbers of training images, got {s['sizes']}")
+    s = ctx.settings  # sizes are positive: checked where --set is parsed (Experiment.check)
     full = ctx.data("fashion-mnist", "train")
     test = ctx.data("fashion-mnist", "test", s["n_test"])
     sizes = sorted(n for n in s["sizes"] if n <= len(full))
@@ -37,7 +34,8 @@ def run(ctx: LabContext) -> Outcome:
                          train_acc=points(history[-1]["train_acc"]),
                          test_loss=history[-1]["test_loss"]))
     _plot(ctx, rows, s["model"])
-    return Outcome(dict(rows=rows, model=s["model"]), _sentence(rows))
+    numbers = dict(rows=rows, model=s["model"], n_test=len(test), num_classes=full.num_classes)
+    return Outcome(numbers, *_sentence(numbers))
 
 
 def _plot(ctx: LabContext, rows: list[dict], model: str) -> None:
@@ -58,26 +56,38 @@ def _plot(ctx: LabContext, rows: list[dict], model: str) -> None:
              "trained on nested class-balanced subsets of Fashion-MNIST.")
 
 
-def _sentence(rows: list[dict]) -> str:
+def _sentence(numbers: dict):
+    rows, n, classes = numbers["rows"], numbers["n_test"], numbers["num_classes"]
     first, last = rows[0], rows[-1]
     if len(rows) < 2:
-        return f"Only one size fit the data: {first['test_acc']:.1f}% with {first['n_train']:,} images."
+        return (f"Only one size fit the data: {first['test_acc']:.1f}% with {first['n_train']:,} "
+                f"images.", [])
+    rise = verdict(f"test accuracy with {last['n_train']:,} vs {first['n_train']:,} images", n,
+                   classes, trained={f"the network trained on {last['n_train']:,} images":
+                                     last["test_acc"]},
+                   compare=(last["test_acc"], first["test_acc"]))
     decades = math.log10(last["n_train"] / first["n_train"])
     per_decade = (last["test_acc"] - first["test_acc"]) / decades
     drops = [(a["n_train"], b["n_train"]) for a, b in zip(rows, rows[1:])
-             if b["test_acc"] < a["test_acc"] - 0.1]
+             if b["test_acc"] < a["test_acc"] and verdict(
+                 "", n, classes, compare=(a["test_acc"], b["test_acc"])).conclusive]
     top = rows[-2:]
     last_gain = (top[1]["test_acc"] - top[0]["test_acc"]) / math.log10(top[1]["n_train"] / top[0]["n_train"])
     shape = (f"the last step added {last_gain:.1f} points per tenfold, "
              f"{'less than' if last_gain < per_decade else 'at least'} the average: "
              f"{'diminishing returns on a log axis' if last_gain < per_decade else 'no saturation yet'}")
     if drops:
-        shape += (f"; accuracy fell between {drops[0][0]:,} and {drops[0][1]:,} images, "
-                  f"so at this scale the rise is not monotone")
-    verb = "rose" if last["test_acc"] > first["test_acc"] else "did not rise"
-    return (f"Test accuracy {verb} from {first['test_acc']:.1f}% with {first['n_train']:,} training "
+        shape += (f"; accuracy fell beyond the test set's noise between {drops[0][0]:,} and "
+                  f"{drops[0][1]:,} images, so at this scale the rise is not monotone")
+    head = (f"Test accuracy went from {first['test_acc']:.1f}% with {first['n_train']:,} training "
             f"images to {last['test_acc']:.1f}% with {last['n_train']:,} ({per_decade:+.1f} points "
-            f"per tenfold more data on average); {shape}.")
+            f"per tenfold more data on average)")
+    if not rise.conclusive:
+        return f"{head}: {rise.caveat}.", [rise]
+    verdict_text = rise.says(f"more data gave higher accuracy ({rise.detail}); {shape}",
+                             f"more data gave lower accuracy at this scale, contrary to the notes "
+                             f"({rise.detail})")
+    return f"{head}: {verdict_text}.", [rise]
 
 
 EXPERIMENT = Experiment(

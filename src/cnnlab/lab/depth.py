@@ -13,8 +13,9 @@ of 391 steps), 4-pixel padding + random 32x32 crop + horizontal flip, depths 20,
 
 from __future__ import annotations
 
-from cnnlab.lab.common import Experiment, LabContext, Outcome, points
+from cnnlab.lab.common import COUNT, Experiment, LabContext, Outcome, points, verdict
 from cnnlab.models.resnet_cifar import cifar_net
+from cnnlab.train.values import Range
 
 __all__ = ["EXPERIMENT", "cifar_net", "run"]
 
@@ -23,7 +24,7 @@ def run(ctx: LabContext) -> Outcome:
     s = ctx.settings
     train = ctx.data(s["data"], "train", s["n_train"])
     test = ctx.data(s["data"], "test", s["n_test"])
-    numbers = dict(models={})
+    numbers = dict(models={}, n_train=len(train), num_classes=train.num_classes)
     for i, depth in enumerate(s["depths"]):
         for kind in ("plain", "resnet"):
             name = f"{kind}{depth}"
@@ -42,7 +43,7 @@ def run(ctx: LabContext) -> Outcome:
                 final_train_error=points(1 - history[-1]["train_acc"]),
                 final_test_error=points(1 - history[-1]["test_acc"]))
     _plot(ctx, numbers["models"], s["depths"])
-    return Outcome(numbers, _sentence(numbers["models"], s["depths"]))
+    return Outcome(numbers, *_sentence(numbers, s["depths"]))
 
 
 def _plot(ctx: LabContext, models: dict, depths: list[int]) -> None:
@@ -52,8 +53,11 @@ def _plot(ctx: LabContext, models: dict, depths: list[int]) -> None:
         for depth in depths:
             row = models[f"{kind}{depth}"]
             epochs = range(1, len(row["train_error"]) + 1)
-            ax.plot(epochs, row["train_error"], "--", color=colors[depth], label=f"{kind}-{depth} train")
-            ax.plot(epochs, row["test_error"], "-", color=colors[depth], label=f"{kind}-{depth} test")
+            # markers: one epoch (--quick) is a single point, which a bare line does not draw
+            ax.plot(epochs, row["train_error"], "--", marker="s", color=colors[depth],
+                    label=f"{kind}-{depth} train")
+            ax.plot(epochs, row["test_error"], "-", marker="o", color=colors[depth],
+                    label=f"{kind}-{depth} test")
         ax.set_xlabel("epoch")
         ax.set_ylabel("error (%)")
         ax.set_title(f"{kind} networks" if kind == "plain" else "residual networks (ResNet)")
@@ -62,12 +66,21 @@ def _plot(ctx: LabContext, models: dict, depths: list[int]) -> None:
              "networks of each depth, as in He et al. Fig. 1 and Fig. 6.")
 
 
-def _sentence(models: dict, depths: list[int]) -> str:
+def _sentence(numbers: dict, depths: list[int]):
+    """The sentence and its verdicts: training errors compared within each kind, on n_train
+    images, each shallow net required to have learned (above chance)."""
+    models, n, classes = numbers["models"], numbers["n_train"], numbers["num_classes"]
     shallow, deep = min(depths), max(depths)
+    verdicts = {}
+    for kind in ("plain", "resnet"):
+        a, b = models[f"{kind}{deep}"], models[f"{kind}{shallow}"]
+        verdicts[kind] = verdict(
+            f"{kind}{deep} vs {kind}{shallow} training error", n, classes,
+            trained={f"{kind}{shallow}'s training accuracy": 100 - b["final_train_error"]},
+            compare=(a["final_train_error"], b["final_train_error"]))
 
     def gap(kind: str) -> float:
-        return (models[f"{kind}{deep}"]["final_train_error"]
-                - models[f"{kind}{shallow}"]["final_train_error"])
+        return models[f"{kind}{deep}"]["final_train_error"] - models[f"{kind}{shallow}"]["final_train_error"]
 
     def phrase(kind: str, value: float) -> str:
         if abs(value) < 0.05:
@@ -77,17 +90,25 @@ def _sentence(models: dict, depths: list[int]) -> str:
                 f"than {kind}{shallow}")
 
     plain, res = gap("plain"), gap("resnet")
-    if plain > 0 and res <= 0:
-        verdict = "the degradation appears without shortcuts and not with them, as the notes say"
-    elif plain > res:
-        verdict = ("depth hurt the plain net more than the residual one, though the residual net "
-                   "did not improve with depth at this scale")
-    elif plain <= 0 and res <= 0:
-        verdict = ("at this scale no degradation appeared: both deeper nets trained at least as "
-                   "well, contrary to the notes' claim (try the default or --full settings)")
+    vp, vr = verdicts["plain"], verdicts["resnet"]
+    plain_worse = vp.conclusive and plain > 0
+    res_worse = vr.conclusive and res > 0
+    if vp.difference is None or vr.difference is None:  # a shallow net near chance: no comparison
+        text = (vp if vp.difference is None else vr).caveat
+    elif plain_worse and not res_worse:
+        text = ("the degradation appears without shortcuts and not with them, as the notes say "
+                f"(plain {vp.detail}; residual {vr.detail})")
+    elif plain_worse:
+        text = (("depth hurt the plain net more than the residual one" if plain > res else
+                 "at this scale the residual net suffered at least as much from depth, contrary "
+                 "to the notes") + f" (plain {vp.detail}; residual {vr.detail})")
+    elif not vp.conclusive:
+        text = vp.caveat
     else:
-        verdict = "at this scale the residual net suffered more from depth, contrary to the notes"
-    return f"{phrase('plain', plain)}, while {phrase('resnet', res)}: {verdict}."
+        text = ("at this scale no degradation appeared: the deeper plain net trained better, "
+                f"contrary to the notes' claim ({vp.detail}; try the default or --full settings)")
+    return (f"{phrase('plain', plain)}, while {phrase('resnet', res)}: {text}.",
+            list(verdicts.values()))
 
 
 EXPERIMENT = Experiment(
@@ -106,4 +127,5 @@ EXPERIMENT = Experiment(
     ),
     run=run,
     runs=lambda s: 2 * len(s["depths"]),  # plain and resnet at each depth
+    ranges=dict(depths=Range(8), widths=COUNT),
 )

@@ -10,9 +10,11 @@ average is measured for m = 1..M (:func:`cnnlab.evaluate.ensemble.combine_predic
 
 from __future__ import annotations
 
+import statistics
+
 from cnnlab.evaluate.ensemble import combine_predictions
 from cnnlab.evaluate.metrics import predict_logits
-from cnnlab.lab.common import Experiment, LabContext, Outcome, points
+from cnnlab.lab.common import COUNT, Experiment, LabContext, Outcome, points, verdict
 from cnnlab.models import create_model
 
 
@@ -33,9 +35,11 @@ def run(ctx: LabContext) -> Outcome:
     curve = [points((combine_predictions(logits[:m], "prob").argmax(1) == test.labels)
                     .float().mean().item()) for m in range(1, len(logits) + 1)]
     numbers = dict(members=members, ensemble=curve, model=s["model"],
-                   mean_member=round(sum(members) / len(members), 2), best_member=max(members))
+                   mean_member=round(sum(members) / len(members), 2), best_member=max(members),
+                   member_std=round(statistics.stdev(members), 4) if len(members) > 1 else 0.0,
+                   n_test=len(test), num_classes=train.num_classes)
     _plot(ctx, numbers)
-    return Outcome(numbers, _sentence(numbers))
+    return Outcome(numbers, *_sentence(numbers))
 
 
 def _plot(ctx: LabContext, numbers: dict) -> None:
@@ -54,17 +58,26 @@ def _plot(ctx: LabContext, numbers: dict) -> None:
              "of each member alone.")
 
 
-def _sentence(n: dict) -> str:
+def _sentence(n: dict):
+    """Gains count beyond the test set's binomial noise or two standard deviations of the members
+    (the spread of seeds), whichever is larger."""
     full, mean, best = n["ensemble"][-1], n["mean_member"], n["best_member"]
-    gain = full - mean
-    verdict = ("the ensemble beat its best member" if full > best else
-               "better than a typical member but not than the best one" if gain > 0 else
-               "at this scale averaging did not help, contrary to the notes")
+    args = (n["n_test"], n["num_classes"])
+    over_mean = verdict("ensemble vs mean member", *args, trained={"the mean member": mean},
+                        compare=(full, mean), seed_std=n["member_std"])
+    over_best = verdict("ensemble vs best member", *args, compare=(full, best),
+                        seed_std=n["member_std"])
+    if over_best.conclusive and full > best:
+        text = f"the ensemble beat its best member ({over_best.detail})"
+    else:
+        text = over_mean.says(f"better than a typical member ({over_mean.detail}), though "
+                              f"not better than the best one beyond noise", f"at this scale averaging did "
+                              f"not help, contrary to the notes ({over_mean.detail})")
     peak = max(range(len(n["ensemble"])), key=n["ensemble"].__getitem__) + 1
     return (f"Averaging {len(n['members'])} {n['model']} networks trained from different seeds gave "
-            f"{full:.2f}% test accuracy against {mean:.2f}% for the mean member ({gain:+.2f} points) "
-            f"and {best:.2f}% for the best: {verdict} (the curve peaked at {peak} member"
-            f"{'s' if peak > 1 else ''}).")
+            f"{full:.2f}% test accuracy against {mean:.2f}% for the mean member ({full - mean:+.2f} "
+            f"points) and {best:.2f}% for the best: {text} (the curve peaked at {peak} member"
+            f"{'s' if peak > 1 else ''}).", [over_mean, over_best])
 
 
 EXPERIMENT = Experiment(
@@ -78,4 +91,5 @@ EXPERIMENT = Experiment(
     ),
     run=run,
     runs=lambda s: s["members"],
+    ranges=dict(members=COUNT),
 )

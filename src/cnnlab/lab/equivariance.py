@@ -15,6 +15,11 @@ divides ``k``. The classifier on top decides how much of the shift reaches the p
 Measured: for each layer and shift, the feature-map shift ``j`` that best explains
 ``f(T_k x)`` as ``T_j f(x)`` and the relative error left (interior only); for each network, the
 accuracy on shifted test images and the fraction of predictions that change.
+
+The same measurements for a rotation ``R`` (:func:`layer_rotations`: ``f(R x)`` against
+``R f(x)`` inside the disc the rotation keeps) and for any transform of the test images
+(:func:`prediction_changes` with ``transform=rotate`` or ``zoom``) serve the ``invariance``
+experiment.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import dataclasses
 import torch
 from torch import nn
 
+from cnnlab.data.augment import affine
 from cnnlab.evaluate.predict import predict
-from cnnlab.lab.common import Experiment, LabContext, Outcome, points
+from cnnlab.lab.common import COUNT, NON_NEGATIVE, Experiment, LabContext, Outcome, points, verdict
 
 HEADS = ("flatten", "maxpool", "gap")
 
@@ -67,6 +73,25 @@ def shift(images: torch.Tensor, k: int) -> torch.Tensor:
     return out
 
 
+def _resample(images: torch.Tensor, degrees: float, scale: float) -> torch.Tensor:
+    """:func:`cnnlab.data.augment.affine` on (N, C, H, W) images of any dtype (uint8 rounded back)."""
+    if degrees == 0 and scale == 1:
+        return images
+    out = affine(images.float(), float(degrees), float(scale))
+    return out.round().clamp(0, 255).to(images.dtype) if images.dtype == torch.uint8 else out
+
+
+def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
+    """Rotate (N, C, H, W) clockwise by ``degrees`` about the centre (bilinear, zeros outside);
+    multiples of 90 degrees permute the pixels exactly (90: ``torch.rot90(x, -1, (-2, -1))``)."""
+    return _resample(images, degrees, 1.0)
+
+
+def zoom(images: torch.Tensor, factor: float) -> torch.Tensor:
+    """Scale the content of (N, C, H, W) by ``factor`` about the centre (< 1 shrinks, zeros fill)."""
+    return _resample(images, 0.0, factor)
+
+
 def map_shift_error(fx: torch.Tensor, fsx: torch.Tensor, j: int, margin: int) -> float:
     """|| f(T_k x) - T_j f(x) || / || T_j f(x) || over columns [j + margin, W - margin)."""
     shifted = shift(fx, j)
@@ -94,19 +119,44 @@ def layer_shifts(model: ShiftNet, images: torch.Tensor, shifts: list[int],
     return out
 
 
-def prediction_changes(model: nn.Module, test_set, shifts: list[int]) -> list[dict]:
-    """Accuracy, fraction of changed predictions and mean probability change per shift
-    (predictions: :func:`cnnlab.evaluate.predict.predict` on the shifted test images)."""
-    rows, base_pred, base_prob = [], None, None
-    for k in shifts:
-        shifted = dataclasses.replace(test_set, images=shift(test_set.images, k))
-        prob = predict(model, shifted)[0].softmax(1)
+@torch.no_grad()
+def layer_rotations(model: ShiftNet, images: torch.Tensor, angles: list[float],
+                    margin: int = 2) -> dict[str, list[dict]]:
+    """For each stage and angle: || f(R x) - R f(x) || / || R f(x) || inside the disc of radius
+    min(H, W) / 2 - margin (in map pixels) that the rotation keeps — 0 for an equivariant map."""
+    model.eval()
+    base = model.feature_maps(images)
+    out: dict[str, list[dict]] = {name: [] for name in base}
+    for angle in angles:
+        moved = model.feature_maps(rotate(images, angle))
+        for name, (fx, stride) in base.items():
+            expected, got = rotate(fx, angle), moved[name][0]
+            h, w = fx.shape[-2:]
+            ys, xs = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2,
+                                    indexing="ij")
+            disc = (ys ** 2 + xs ** 2).sqrt() <= min(h, w) / 2 - max(1, margin // stride)
+            ref = expected[..., disc]
+            error = ((got[..., disc] - ref).norm() / ref.norm().clamp(min=1e-12)).item()
+            out[name].append(dict(angle=angle, stride=stride, error=error))
+    return out
+
+
+def prediction_changes(model: nn.Module, test_set, values: list, transform=None,
+                       key: str = "shift") -> list[dict]:
+    """Accuracy, fraction of changed predictions and mean probability change for each value of a
+    transform of the test images (``transform(images, value)``, default :func:`shift` in pixels;
+    :func:`rotate`, :func:`zoom`); changes are counted against the predictions on the images as
+    they are (predictions: :func:`cnnlab.evaluate.predict.predict`)."""
+    transform = transform or shift
+    base_prob = predict(model, test_set)[0].softmax(1)
+    base_pred, rows = base_prob.argmax(1), []
+    for k in values:
+        moved = dataclasses.replace(test_set, images=transform(test_set.images, k))
+        prob = predict(model, moved)[0].softmax(1)
         pred = prob.argmax(1)
-        if base_pred is None:
-            base_pred, base_prob = pred, prob
-        rows.append(dict(shift=k, accuracy=points((pred == test_set.labels).float().mean().item()),
-                         changed=points((pred != base_pred).float().mean().item()),
-                         prob_change=round(0.5 * (prob - base_prob).abs().sum(1).mean().item(), 4)))
+        rows.append({key: k, "accuracy": points((pred == test_set.labels).float().mean().item()),
+                     "changed": points((pred != base_pred).float().mean().item()),
+                     "prob_change": round(0.5 * (prob - base_prob).abs().sum(1).mean().item(), 4)})
     return rows
 
 
@@ -115,7 +165,8 @@ def run(ctx: LabContext) -> Outcome:
     train = ctx.data("fashion-mnist", "train", s["n_train"])
     test = ctx.data("fashion-mnist", "test", s["n_test"])
     shifts = list(s["shifts"])
-    models, numbers = {}, dict(layers={}, predictions={}, histories={})
+    models, numbers = {}, dict(layers={}, predictions={}, histories={}, n_test=len(test),
+                               num_classes=train.num_classes)
     for i, head in enumerate(HEADS):
         ctx.seed_all(i)
         model = ShiftNet(head, train.image_shape[0], train.image_shape[-1], train.num_classes)
@@ -131,7 +182,7 @@ def run(ctx: LabContext) -> Outcome:
     numbers["layers"]["flatten"] = layer_shifts(models["flatten"], probe, shifts)
     numbers["layers"]["maxpool"] = layer_shifts(models["maxpool"], probe, shifts)
     _plot(ctx, numbers, shifts)
-    return Outcome(numbers, _sentence(numbers, shifts))
+    return Outcome(numbers, *_sentence(numbers, shifts))
 
 
 def _plot(ctx: LabContext, numbers: dict, shifts: list[int]) -> None:
@@ -168,7 +219,7 @@ def _plot(ctx: LabContext, numbers: dict, shifts: list[int]) -> None:
              "shifts, by classifier type.")
 
 
-def _sentence(numbers: dict, shifts: list[int]) -> str:
+def _sentence(numbers: dict, shifts: list[int]):
     k = 2 if 2 in shifts else max(shifts)  # a moderate shift: 4 px cuts into 28x28 items
     rows = numbers["layers"]["flatten"]["conv3"]
     at_k = next(r for r in rows if r["shift"] == k)
@@ -182,13 +233,25 @@ def _sentence(numbers: dict, shifts: list[int]) -> str:
         first += (f", while after 2x2 pooling a {odd['shift']} px shift left {odd['error']:.0%} "
                   f"error (equivariance only for multiples of the stride)")
     order = sorted(HEADS, key=changed.get, reverse=True)
-    verdict = ("pooling made the output more invariant, global pooling most"
-               if order == list(HEADS) else
-               f"at this scale the ranking differs from the notes' (most to least changed: "
-               f"{', '.join(order)})")
+    accuracy = {f"the {h} net": numbers["predictions"][h][0]["accuracy"] for h in HEADS}
+    # each step of the ranking (flatten > maxpool > gap) must stand beyond the binomial noise
+    steps = [verdict(f"{a} vs {b} predictions changed by {k} px", numbers["n_test"],
+                     numbers["num_classes"], trained=accuracy, compare=(changed[a], changed[b]))
+             for a, b in zip(HEADS, HEADS[1:])]
+    weak = next((v for v in steps if not v.conclusive), None)
+    if order != list(HEADS) and (weak is None or weak.difference is not None):
+        reversed_step = next(v for v in steps if v.difference < 0)
+        text = (f"at this scale the ranking differs from the notes' (most to least changed: "
+                f"{', '.join(order)}; {reversed_step.claim}: {reversed_step.detail})"
+                if reversed_step.conclusive else reversed_step.caveat)
+    elif weak is not None:
+        text = weak.caveat
+    else:
+        text = (f"pooling made the output more invariant, global pooling most ("
+                f"{'; '.join(v.detail for v in steps)})")
     return (f"{first[0].upper()}{first[1:]}; the same {k} px shift changed "
             f"{changed['flatten']:.1f}% of predictions with a flatten head, {changed['maxpool']:.1f}% "
-            f"with max pooling and {changed['gap']:.1f}% with global average pooling: {verdict}.")
+            f"with max pooling and {changed['gap']:.1f}% with global average pooling: {text}.", steps)
 
 
 EXPERIMENT = Experiment(
@@ -203,4 +266,5 @@ EXPERIMENT = Experiment(
     ),
     run=run,
     runs=lambda s: len(HEADS),
+    ranges=dict(n_probe=COUNT, shifts=NON_NEGATIVE),
 )

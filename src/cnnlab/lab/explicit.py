@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 
-from cnnlab.lab.common import Experiment, LabContext, Outcome, points
+from cnnlab.lab.common import POSITIVE, Experiment, LabContext, Outcome, points, verdict
 from cnnlab.models import create_model
 from cnnlab.nn import explicit
 
@@ -38,10 +38,10 @@ def run(ctx: LabContext) -> Outcome:
                       for p, q in zip(native.state_dict().values(), hand.state_dict().values())
                       if p.is_floating_point())
     numbers = dict(histories=histories, max_abs_difference=diffs, max_weight_difference=weight_diff,
-                   explicit_layers=n_explicit,
+                   explicit_layers=n_explicit, n_test=len(test), num_classes=train.num_classes,
                    final_test_acc={k: points(h[-1]["test_acc"]) for k, h in histories.items()})
     _plot(ctx, histories)
-    return Outcome(numbers, _sentence(numbers, s["model"], s["tolerance"]))
+    return Outcome(numbers, *_sentence(numbers, s["model"], s["tolerance"]))
 
 
 def _plot(ctx: LabContext, histories: dict) -> None:
@@ -64,17 +64,23 @@ def _plot(ctx: LabContext, histories: dict) -> None:
              "backward (dashed) and with autograd (solid): the lines lie on top of each other.")
 
 
-def _sentence(numbers: dict, model: str, tolerance: float) -> str:
+def _sentence(numbers: dict, model: str, tolerance: float):
+    """The curves must agree to ``tolerance``; that they show *training* needs a net above chance."""
     d = numbers["max_abs_difference"]
     acc = numbers["final_test_acc"]
     same = d["train_loss"] <= tolerance and d["test_acc"] <= 0.005
-    verdict = ("identical curves up to float32 rounding" if same else
-               "the curves diverged beyond float32 rounding — the hand-derived backward does not match")
+    learned = verdict("the networks learned", numbers["n_test"], numbers["num_classes"],
+                      trained={"the autograd net": acc["autograd"]})
+    text = ("identical curves up to float32 rounding" if same else
+            "the curves diverged beyond float32 rounding — the hand-derived backward does not match")
+    if not learned.conclusive:
+        text += f"; that they train is {learned.caveat}"
     return (f"{model} trained with the hand-derived backward ({numbers['explicit_layers']} explicit "
             f"convolutions) and with autograd reached {acc['explicit']:.2f}% and {acc['autograd']:.2f}% "
             f"test accuracy; the largest per-epoch difference in training loss was "
             f"{d['train_loss']:.1e} and in test accuracy {100 * d['test_acc']:.2f} points, the "
-            f"final weights differ by at most {numbers['max_weight_difference']:.1e}: {verdict}.")
+            f"final weights differ by at most {numbers['max_weight_difference']:.1e}: {text}.",
+            [learned])
 
 
 EXPERIMENT = Experiment(
@@ -88,5 +94,6 @@ EXPERIMENT = Experiment(
     ),
     run=run,
     runs=lambda s: 2,  # autograd and explicit
+    ranges=dict(tolerance=POSITIVE),
 )
 

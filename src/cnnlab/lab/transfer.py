@@ -36,8 +36,18 @@ import torch
 from torch import nn
 
 from cnnlab.data.datasets import labels_per_class
-from cnnlab.lab.common import Experiment, LabContext, Outcome, points, repeat_to
+from cnnlab.lab.common import (
+    COUNT,
+    POSITIVE,
+    Experiment,
+    LabContext,
+    Outcome,
+    points,
+    repeat_to,
+    verdict,
+)
 from cnnlab.models import create_model, weights_info
+from cnnlab.train.values import Range
 from cnnlab.transfer import (
     FeatureDataset,
     TargetSpec,
@@ -67,7 +77,7 @@ def run(ctx: LabContext) -> Outcome:
     imagenet_spec = TargetSpec("", size=s["imagenet_size"], in_chans=3, mean=pre.mean, std=pre.std)
     numbers = dict(source_test_acc=points(history[-1]["test_acc"]), accuracy={},
                    source_model=s["source_model"], imagenet=s["imagenet"],
-                   imagenet_size=s["imagenet_size"], n_test={})
+                   imagenet_size=s["imagenet_size"], n_test={}, num_classes={})
     for t_index, (target, (name, classes)) in enumerate(TARGETS.items()):
         spec = TargetSpec(name, classes, size=size, in_chans=1, data_dir=ctx.data_dir)
         full = spec.load("train")
@@ -76,6 +86,7 @@ def run(ctx: LabContext) -> Outcome:
         if s["whole_set"]:
             ks.append(int(full.labels.bincount().min()))
         numbers["n_test"][target] = len(test)
+        numbers["num_classes"][target] = full.num_classes
         acc = numbers["accuracy"][target] = {m: {} for m in METHODS}
         largest = labels_per_class(full, max(ks), seed=ctx.seed + t_index)
         images = {"fashion": (largest, test),
@@ -129,7 +140,7 @@ def run(ctx: LabContext) -> Outcome:
                 fit(f"{key} finetune", tuned, train_all.subset(first), test_all, epochs, name,
                     groups, least, lr)
     _plot(ctx, numbers)
-    return Outcome(numbers, _sentence(numbers))
+    return Outcome(numbers, *_sentence(numbers))
 
 
 def _fresh(key: str, source: nn.Module, imagenet: str, num_classes: int) -> nn.Module:
@@ -177,62 +188,70 @@ def _plot(ctx: LabContext, numbers: dict) -> None:
              f"0-4) and of ImageNet ({numbers['imagenet']} at {numbers['imagenet_size']} px).")
 
 
-def _noise(acc_a: float, acc_b: float, n: int) -> float:
-    """Two standard errors of the difference of two accuracies (points) on ``n`` test images."""
-    p = (acc_a + acc_b) / 200
-    return 2 * math.sqrt(2 * p * (1 - p) / n) * 100
-
-
-def _compare(a: float, b: float, n: int, versus: str) -> str:
-    """'beat/trailed <versus> by X points', or 'matched <versus> within the test set's noise'."""
-    diff, noise = a - b, _noise(a, b, n)
-    if abs(diff) <= noise:
-        return f"matched {versus} within the test set's noise ({diff:+.1f} points, +-{noise:.1f})"
-    return f"{'beat' if diff > 0 else 'trailed'} {versus} by {abs(diff):.1f} points"
-
-
-def _sentence(numbers: dict) -> str:
-    acc, n_test = numbers["accuracy"], numbers["n_test"]
+def _sentence(numbers: dict):
+    """Every comparison through :func:`cnnlab.lab.common.verdict`: on each target's test set, a
+    method counts as better or worse only beyond two standard errors of the difference."""
+    acc, n_test, classes = numbers["accuracy"], numbers["n_test"], numbers["num_classes"]
     (similar, other) = list(acc)
     common = sorted(set(acc[similar]["scratch"]) & set(acc[other]["scratch"]))
     k = min(common, key=lambda v: abs(v - 10))
-    parts = []
-    wins = 0
+    parts, imagenet = [], {}
     for target in (similar, other):
         a = acc[target]
         best_base = max(a["scratch"][k], a["pixels"][k])
-        beat = a["imagenet frozen"][k] - best_base > _noise(a["imagenet frozen"][k], best_base,
-                                                           n_test[target])
-        wins += beat
+        imagenet[target] = verdict(
+            f"frozen ImageNet features vs the best baseline on {target}, {k} labels per class",
+            n_test[target], classes[target], trained={"frozen ImageNet": a["imagenet frozen"][k]},
+            compare=(a["imagenet frozen"][k], best_base))
         parts.append(f"{a['imagenet frozen'][k]:.1f}% on {target} (scratch {a['scratch'][k]:.1f}%, "
                      f"pixels {a['pixels'][k]:.1f}%, fashion 0-4 features "
                      f"{a['fashion frozen'][k]:.1f}%)")
     text = (f"With {k} label{'s' if k > 1 else ''} per class, frozen ImageNet features "
             f"({numbers['imagenet']}) reached " + " and ".join(parts))
-    text += {2: ": features learned on 1,000 ImageNet categories served both new tasks better "
-                "than training from scratch or pixels, as the notes say",
-             1: ": they beat both baselines on one target only, so the notes' claim held in part",
-             0: ": they did not beat the baselines beyond noise, contrary to the notes"}[wins]
-    gains, helped = {}, {}
+    wins = [v.conclusive and v.difference > 0 for v in imagenet.values()]
+    losses = [v.conclusive and v.difference < 0 for v in imagenet.values()]
+    unclear = next((v for v in imagenet.values() if not v.conclusive), None)
+    if all(wins):
+        text += (": features learned on 1,000 ImageNet categories served both new tasks better "
+                 "than training from scratch or pixels, as the notes say")
+    elif any(wins) and any(losses):
+        text += ": they beat both baselines on one target only, so the notes' claim held in part"
+    elif any(wins):
+        won = next(t for t, w in zip(imagenet, wins) if w)
+        text += (f": they beat both baselines on {won} ({imagenet[won].detail}); on the other "
+                 f"target the comparison is {unclear.caveat}")
+    elif all(losses):
+        text += ": they trailed the baselines on both targets, contrary to the notes"
+    else:
+        text += f": whether they beat the baselines is {unclear.caveat}"
+    gains, small = {}, {}
     for t in (similar, other):
         best = max(acc[t]["fashion frozen"][k], acc[t]["fashion finetune"][k])
         gains[t] = best - acc[t]["scratch"][k]
-        helped[t] = gains[t] > _noise(best, acc[t]["scratch"][k], n_test[t])
+        small[t] = verdict(f"fashion 0-4 features vs scratch on {t}", n_test[t], classes[t],
+                           compare=(best, acc[t]["scratch"][k]))
+    helped = {t: v.conclusive and v.difference > 0 for t, v in small.items()}
     versus = f"({gains[similar]:+.1f} points against scratch on {similar}, {gains[other]:+.1f} on {other})"
     if helped[similar] and gains[similar] > gains[other]:
         text += f"; the small fashion 0-4 source helped its similar target more {versus}, as the notes say"
-    elif not (helped[similar] or helped[other]):
-        text += (f"; the small fashion 0-4 source helped neither target beyond the test sets' noise "
-                 f"at this scale {versus}")
-    else:
+    elif any(helped.values()):
         text += (f"; the small fashion 0-4 source helped {other} at least as much as its similar "
                  f"target {versus}, contrary to the notes")
+    elif all(v.conclusive for v in small.values()):
+        text += f"; the small fashion 0-4 source hurt both targets {versus}"
+    else:
+        unsure = next(v for v in small.values() if not v.conclusive)
+        text += (f"; the small fashion 0-4 source helped neither target beyond the test sets' noise "
+                 f"{versus}: {unsure.caveat}")
     last = max(acc[similar]["imagenet finetune"])
     a = acc[similar]
-    text += (f"; with {last} labels per class on {similar}, fine-tuning ImageNet's network "
-             + _compare(a["imagenet finetune"][last], a["imagenet frozen"][last], n_test[similar],
-                        "freezing it") + ".")
-    return text
+    tuned = verdict(f"ImageNet fine-tuned vs frozen on {similar}, {last} labels per class",
+                    n_test[similar], classes[similar],
+                    compare=(a["imagenet finetune"][last], a["imagenet frozen"][last]))
+    tuning = (tuned.says(f"beat freezing it ({tuned.detail})", f"trailed freezing it ({tuned.detail})")
+              if tuned.conclusive else f"matched freezing it: {tuned.caveat}")
+    text += f"; with {last} labels per class on {similar}, fine-tuning ImageNet's network {tuning}."
+    return text, [*imagenet.values(), *small.values(), tuned]
 
 
 EXPERIMENT = Experiment(
@@ -252,4 +271,7 @@ EXPERIMENT = Experiment(
                   epochs=15, imagenet_size=224, finetune_images=20000),
     ),
     run=run,
+    ranges=dict(n_source=COUNT, source_epochs=COUNT, labels_per_class=COUNT,
+                fashion_finetune_lr=POSITIVE, imagenet_finetune_lr=POSITIVE,
+                backbone_lr_scale=POSITIVE, imagenet_size=Range(32), finetune_images=COUNT),
 )

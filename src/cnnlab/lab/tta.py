@@ -11,7 +11,7 @@ trained *without* augmentation shows that views the network never saw in trainin
 from __future__ import annotations
 
 from cnnlab.evaluate.metrics import evaluate_model
-from cnnlab.lab.common import Experiment, LabContext, Outcome, points
+from cnnlab.lab.common import NON_NEGATIVE, Experiment, LabContext, Outcome, points, verdict
 from cnnlab.models import create_model
 
 MODES = ("none", "flip", "5crop", "10crop")
@@ -23,7 +23,8 @@ def run(ctx: LabContext) -> Outcome:
     test = ctx.data("fashion-mnist", "test", s["n_test"])
     size = train.image_shape[-1]
     recipes = dict(augmented=dict(crop_pad=s["crop_pad"], flip=0.5), plain={})
-    numbers = dict(model=s["model"], accuracy={}, loss={})
+    numbers = dict(model=s["model"], accuracy={}, loss={}, n_test=len(test),
+                   num_classes=train.num_classes)
     for name, augment in recipes.items():
         ctx.seed_all()
         model = create_model(s["model"], num_classes=train.num_classes,
@@ -35,7 +36,7 @@ def run(ctx: LabContext) -> Outcome:
         numbers["accuracy"][name] = {m: points(r.accuracy) for m, r in results.items()}
         numbers["loss"][name] = {m: round(r.loss, 4) for m, r in results.items()}
     _plot(ctx, numbers)
-    return Outcome(numbers, _sentence(numbers))
+    return Outcome(numbers, *_sentence(numbers))
 
 
 def _plot(ctx: LabContext, numbers: dict) -> None:
@@ -56,18 +57,20 @@ def _plot(ctx: LabContext, numbers: dict) -> None:
              "with crop + flip augmentation and one trained without.")
 
 
-def _sentence(numbers: dict) -> str:
+def _sentence(numbers: dict):
     aug = numbers["accuracy"]["augmented"]
     plain = numbers["accuracy"]["plain"]
     best = max(MODES, key=aug.get)
-    gain = aug["10crop"] - aug["none"]
-    verdict = ("multi-crop helped, as AlexNet found" if gain > 0 else
-               "at this scale multi-crop did not help, contrary to the notes")
+    gain = verdict("10 crops vs one view (trained with crop + flip)", numbers["n_test"],
+                   numbers["num_classes"], trained={"the network (one view)": aug["none"]},
+                   compare=(aug["10crop"], aug["none"]))
+    text = gain.says(f"multi-crop helped, as AlexNet found ({gain.detail})",
+                     f"at this scale multi-crop hurt, contrary to the notes ({gain.detail})")
     return (f"With crop + flip training, test accuracy went from {aug['none']:.2f}% (one view) to "
             f"{aug['flip']:.2f}% (flip), {aug['5crop']:.2f}% (5 crops) and {aug['10crop']:.2f}% "
-            f"(10 crops), best: {best}: {verdict} ({gain:+.2f} points for 10 views); the network "
-            f"trained without augmentation went from {plain['none']:.2f}% to "
-            f"{plain['10crop']:.2f}% with 10 views it never saw in training.")
+            f"(10 crops), best: {best}: {text}; the network trained without augmentation went "
+            f"from {plain['none']:.2f}% to {plain['10crop']:.2f}% with 10 views it never saw in "
+            f"training.", [gain])
 
 
 EXPERIMENT = Experiment(
@@ -81,4 +84,5 @@ EXPERIMENT = Experiment(
     ),
     run=run,
     runs=lambda s: 2,  # trained with and without crop + flip
+    ranges=dict(crop_pad=NON_NEGATIVE),
 )

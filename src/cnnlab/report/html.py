@@ -9,8 +9,9 @@ mailed or opened offline. What goes in depends on the directory:
   test split (top-1, confusion matrix, per-class accuracy, the most confident mistakes shown with
   their images) and the model summary (``cnnlab.summary``);
 * a **lab experiment** (``results.json`` from ``cnnlab lab``): the claim, the one-sentence
-  result, the plots, the settings and environment, the final metrics of every network it trained
-  and all the numbers.
+  result with the verdicts it rests on (each comparison conclusive, or inconclusive at this scale
+  with its numbers, flagged at the top), the plots, the settings and environment, the final
+  metrics of every network it trained and all the numbers.
 
 A small inline script marks the page when it has loaded: ``data-report-status="ok"`` on the
 ``<html>`` element when every ``<img>`` decoded (naturalWidth > 0) and no error event fired,
@@ -39,6 +40,7 @@ h1{font-size:26px;margin:8px 0 4px}h2{font-size:19px;margin:28px 0 10px;border-b
 padding-bottom:4px}
 .sub{color:#5b6475;margin:0 0 16px}.sentence{background:#fff;border-left:5px solid #2f6fdb;padding:14px 18px;
 font-size:17px;line-height:1.45;border-radius:4px;box-shadow:0 1px 3px #0001}
+.sentence.unsure{border-left-color:#d48a00}.verdict{color:#8a5a00}
 figure{background:#fff;margin:12px 0;padding:12px;border-radius:6px;box-shadow:0 1px 3px #0001}
 figure img{max-width:100%}figcaption{color:#5b6475;font-size:13px;margin-top:6px}
 table{border-collapse:collapse;background:#fff;font-size:13px;box-shadow:0 1px 3px #0001}
@@ -133,8 +135,17 @@ def lab_report(run_dir: Path) -> str:
     from cnnlab.lab import read_results
 
     r = read_results(run_dir)
-    sections = [section("Result", f'<p class="sentence">{esc(r["sentence"])}</p>'
-                        f"<p>Claim tested: {esc(r['claim'])}.</p>")]
+    verdicts = r.get("verdicts", [])
+    unsure = [v for v in verdicts if not v["conclusive"]]
+    evidence = table([[v["claim"], "conclusive" if v["conclusive"] else "inconclusive at this scale",
+                       v["detail"]] for v in verdicts], ["what was compared", "verdict", "the numbers"])
+    sections = [section("Result", f'<p class="sentence{" unsure" if unsure else ""}">'
+                        f'{esc(r["sentence"])}</p>'
+                        + (f'<p class="verdict"><strong>Inconclusive at this scale</strong>: '
+                           f"{len(unsure)} of {len(verdicts)} comparisons are within noise or rest "
+                           f"on a network near chance.</p>" if unsure else "")
+                        + f"<p>Claim tested: {esc(r['claim'])}.</p>"
+                        + (f"<h3>Evidence</h3>{evidence}" if verdicts else ""))]
     plots = []
     for plot in r.get("plots", []):
         path = run_dir / plot["file"]

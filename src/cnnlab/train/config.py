@@ -117,6 +117,7 @@ class AugmentConfig:
     flip: float = 0.0  # probability of a horizontal flip
     rotate: float = 0.0  # max rotation in degrees, uniform in [-rotate, rotate]
     translate: float = 0.0  # max shift as a fraction of the size, uniform per axis
+    scale: float = 0.0  # zoom: content scaled by a factor uniform in [1 - scale, 1 + scale]
     erase: float = 0.0  # probability of random erasing (Zhong et al. 2020)
     erase_area: list[float] = field(default_factory=lambda: [0.02, 0.25])  # erased area: [min, max] fraction
     brightness: float = 0.0  # colour jitter: factor uniform in [1 - b, 1 + b]
@@ -161,6 +162,7 @@ RANGES = {
     "augment.contrast": PROBABILITY, "augment.saturation": PROBABILITY,
     "augment.pca_lighting": NON_NEGATIVE, "augment.mixup": NON_NEGATIVE,
     "augment.cutmix": NON_NEGATIVE,
+    "augment.scale": FRACTION,
 }
 
 

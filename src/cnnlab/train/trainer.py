@@ -28,17 +28,16 @@ from cnnlab.data.augment import Augmenter, rgb_eigen
 from cnnlab.data.datasets import InMemoryDataset, labels_per_class, load_dataset
 from cnnlab.data.loader import InMemoryLoader
 from cnnlab.device import Precision, cpu_supports_bf16, measure_cpu_precision, resolve_precision
-from cnnlab.errors import ConfigError
 from cnnlab.evaluate.metrics import EvalResult, evaluate_model
 from cnnlab.evaluate.tta import FlipTTA  # noqa: F401  (importable from here, its former home)
 from cnnlab.models import create_model
+from cnnlab.models.loading import load_checked
 from cnnlab.text import plural
 from cnnlab.train import distributed
 from cnnlab.train.checkpoint import (
+    MISFIT_FIX,
     DiskFullError,
     RunFinished,
-from cnnlab.models.loading import load_checked
-    MISFIT_FIX,
     atomic_write_text,
     checkpoint_note,
     clear_run,

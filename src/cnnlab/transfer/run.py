@@ -32,27 +32,24 @@ from cnnlab.device import Precision, measure_cpu_inference, resolve_precision
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.tta import TTA_MODES
 from cnnlab.models import create_model
+from cnnlab.models.loading import load_checked
 from cnnlab.train.checkpoint import (
+    MISFIT_FIX,
     TRANSFER_FILE,
     RunFinished,
     atomic_write_text,
     finished_message,
     load_checkpoint,
     load_run_config,
+    read_json,
     repair_run,
 )
 from cnnlab.train.config import ModelConfig, RunConfig, apply_overrides
-from cnnlab.models.loading import load_checked
-    MISFIT_FIX,
-    load_state,
-    read_json,
-from cnnlab.train.config import ModelConfig, RunConfig
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer.cache import cached_features
 from cnnlab.transfer.data import TargetSpec
 from cnnlab.transfer.freeze import discriminative_groups, freeze, freeze_bn_stats
 from cnnlab.transfer.head import FeatureDataset, split_for_cache
-
 
 _RESUME_KEYS = ("source", "source_model", "freeze", "backbone_lr_scale", "cache_features",
                 "cache_views", "target")  # what transfer() writes and resume_transfer() reads
