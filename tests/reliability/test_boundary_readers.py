@@ -170,18 +170,20 @@ def test_read_idx_refuses_corrupt_deflate(tmp_path):
     (errno.EEXIST, ("not a folder",)), (errno.ENOTDIR, ("not a folder",)),
     (errno.EISDIR, ("is a folder",)), (errno.EROFS, ("read-only", "writable folder")),
     (errno.EACCES, ("permission denied",)), (errno.ENOSPC, ("no space left", "free some space")),
+    (errno.ENOENT, ("cannot be created there", "check the path")),
 ])
 def test_file_system_error_names_path_problem_and_fix(code, words):
     line = file_system_error(OSError(code, os.strerror(code), "out/run/.config.json.x1y2.tmp"))
-    assert line.startswith("cannot write 'out/run': ") and "\n" not in line
+    assert line.startswith("cannot use 'out/run': ") and "\n" not in line
     assert all(w in line for w in words)
     assert file_system_error(OSError(code, os.strerror(code), "out/model.pt")).startswith(
-        "cannot write 'out/model.pt'")
+        "cannot use 'out/model.pt'")
+    assert "cannot write a file" in file_system_error(OSError(code, os.strerror(code)))
 
 
 def test_file_system_error_leaves_other_errors_alone():
     assert file_system_error(OSError(errno.EIO, "I/O error", "x")) is None
-    assert file_system_error(OSError(errno.ENOENT, "No such file", "x")) is None
+    assert file_system_error(OSError(errno.ECONNREFUSED, "refused")) is None
 
 
 def test_resolve_device_without_a_gpu(monkeypatch):

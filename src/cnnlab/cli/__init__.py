@@ -60,6 +60,8 @@ _FS_ERRORS = {
     errno.ENOSPC: "no space left on the device; free some space (or choose another disk) and run "
                   "again",
     errno.EDQUOT: "the disk quota is exceeded; free some space and run again",
+    errno.ENOENT: "no such file or folder (missing, or a folder that cannot be created there); "
+                  "check the path",
 }
 
 
@@ -74,7 +76,7 @@ def file_system_error(err: OSError) -> str | None:
         path = Path(os.fsdecode(name))
         if path.name.startswith(".") and path.name.endswith(".tmp"):  # an atomic write's temp file
             path = path.parent
-        return f"cannot write {str(path)!r}: {problem}"
+        return f"cannot use {str(path)!r}: {problem}"
     return f"cannot write a file: {problem}"
 
 

@@ -72,7 +72,11 @@ def export_model(model: nn.Module, input_shape: tuple[int, int, int], path: str 
                 return path
             data = program.model_proto.SerializeToString()  # one self-contained file
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    try:
+        path.write_bytes(data)
+    except OSError as err:  # a full disk names no file: say which one
+        err.filename = err.filename or str(path)
+        raise
     stale = onnx_data_file(path)
     if fmt == "onnx" and stale.is_file():  # an earlier export's weights: this file has its own
         stale.unlink()
