@@ -130,7 +130,7 @@ def test_predict_converts_and_refuses(tiny_idx_dir, tmp_path, capsys):
     corrupt.write_bytes(grey.read_bytes()[:40])  # a PNG cut short
     for bad in (text, corrupt):
         err = _fail(["predict", str(run), str(bad), "--data-dir", str(tiny_idx_dir)], capsys)
-        assert f"'{bad}' is not an image torchvision can decode" in err and ".cpp" not in err
+        assert f"cannot read '{bad}' as an image" in err and ".cpp" not in err
     err = _fail(["predict", str(run), str(tmp_path / "missing.png")], capsys)
     assert "does not exist" in err
 

@@ -19,6 +19,7 @@ from cnnlab.models.weights import Preprocessing
 from cnnlab.runs import evaluate_run
 from cnnlab.train import RunConfig, Trainer
 from cnnlab.train.config import apply_overrides
+from cnnlab.train.safety import CheckpointKeeper
 from cnnlab.transfer.data import TargetSpec
 
 from ..data.test_data_stream import _pil_rgb, noise_folder
@@ -48,17 +49,17 @@ def test_streamed_run_trains_resumes_exactly_and_evaluates_as_it_trained(tmp_pat
     history = full.fit()
     assert len(history) == 2 and 0 <= history[-1]["test_acc"] <= 1
 
-    saved = Trainer._checkpoint
+    saved = CheckpointKeeper.write
 
-    def stop_mid_epoch_2(self):  # the interruption: right after epoch 2's first mid-epoch checkpoint
-        saved(self)
-        if (self.epoch, self.step) == (1, 2):
+    def stop_mid_epoch_2(self, checkpoint):  # the interruption: after epoch 2's first checkpoint
+        saved(self, checkpoint)
+        if checkpoint is not None and (checkpoint[0]["epoch"], checkpoint[0]["step"]) == (1, 2):
             raise _Stop
 
-    monkeypatch.setattr(Trainer, "_checkpoint", stop_mid_epoch_2)
+    monkeypatch.setattr(CheckpointKeeper, "write", stop_mid_epoch_2)
     with pytest.raises(_Stop):
         Trainer(_config(folder), tmp_path / "cut", progress=False, log=None).fit()
-    monkeypatch.setattr(Trainer, "_checkpoint", saved)
+    monkeypatch.setattr(CheckpointKeeper, "write", saved)
     resumed = Trainer(_config(folder), tmp_path / "cut", progress=False, log=None, resume=True)
     assert (resumed.epoch, resumed.step) == (1, 2)
     resumed.fit()
