@@ -269,6 +269,8 @@ class LabContext:
                     "data.data_dir": self.data_dir, "train.epochs": epochs, "train.lr": lr,
                     "train.batch_size": batch_size, "train.seed": self.seed + seed_offset,
                     "train.device": self.device, "train.plot": False, "train.tensorboard": False}
+        if model_name is None:  # a model built here, named by its run: not a registry name
+            settings["model.registry"] = False
         settings.update({f"train.{k}": v for k, v in train.items()})
         settings.update({f"augment.{k}": v for k, v in (augment or {}).items()})
         config = apply_overrides(RunConfig(), settings).validate()

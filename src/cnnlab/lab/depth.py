@@ -13,7 +13,7 @@ of 391 steps), 4-pixel padding + random 32x32 crop + horizontal flip, depths 20,
 
 from __future__ import annotations
 
-from cnnlab.lab.common import COUNT, Experiment, LabContext, Outcome, points, verdict
+from cnnlab.lab.common import COUNT, NON_NEGATIVE, Experiment, LabContext, Outcome, points, verdict
 from cnnlab.models.resnet_cifar import cifar_net
 from cnnlab.train.values import Range
 
@@ -127,5 +127,7 @@ EXPERIMENT = Experiment(
     ),
     run=run,
     runs=lambda s: 2 * len(s["depths"]),  # plain and resnet at each depth
-    ranges=dict(depths=Range(8), widths=COUNT),
+    ranges=dict(depths=Range(8), widths=COUNT, crop_pad=NON_NEGATIVE, flip=Range(0, 1),
+                step_epochs=NON_NEGATIVE),
+    choices=dict(data=("fashion-mnist", "cifar10"), schedule=("cosine", "step")),
 )

@@ -117,7 +117,7 @@ def run(ctx: LabContext) -> Outcome:
                 largest.subset(first), test, s["epochs"], s["source_model"])
             ctx.seed_all(1)
             fit("pixels", nn.Linear(size * size, full.num_classes), _pixels(largest.subset(first)),
-                _pixels(test), s["epochs"], "linear probe on pixels")
+                _pixels(test), s["epochs"], None)  # a linear probe: no registry name
             for key, name in (("fashion", s["source_model"]), ("imagenet", s["imagenet"])):
                 head, (tr, te), initial = frozen[key]
                 head.network.get_classifier().load_state_dict(initial)  # each k starts afresh

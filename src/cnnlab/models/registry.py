@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CnnlabError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def create_model(
         options.update(num_classes=pretrained.num_classes, input_size=input_size)
     try:
         model = entry.fn(**options)
-    except ConfigError:
+    except CnnlabError:  # ConfigError, ShapeError: already one clear line
         raise
     except (TypeError, ValueError) as err:  # an option the variant fixes itself (lenet5_modern's
         # modern=...), or a value that does not fit it (four widths for a three-stage ResNet)
