@@ -12,7 +12,7 @@ same machinery from :func:`run_stateless`:
 * the model runs in the mode asked for (``training``) and every module's flag is restored after;
 * on the meta device, batch, layer and group norm and same-shape element-wise ops are answered
   without torch's Python reference decompositions (:class:`FastMeta`; 1-2 ms a call otherwise,
-  most of the time of a ResNet-152 check);
+  most of the time of a ResNet-152 check), and so is the output shape of a convolution;
 * a failure becomes a :class:`StandInError` naming the innermost module and the kind of failure,
   classified once, here: ``"small"`` (some output would be empty: a module returned an empty
   tensor, or torch says the input is too small), ``"mismatch"`` (shapes do not fit together) or
@@ -22,7 +22,7 @@ same machinery from :func:`run_stateless`:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -50,7 +50,11 @@ class Frame:
 
     name: str  # path in named_modules(); "" for the model itself
     module: nn.Module
-    input_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    args: tuple = ()  # the call's positional arguments (shapes are read only when needed)
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(a.shape) for a in self.args if isinstance(a, torch.Tensor)]
 
     def describe(self, prefix: str = "") -> str:
         """``layer 'features.3' (MaxPool2d) got input (1, 64, 2, 2)``."""
@@ -100,13 +104,16 @@ def _meta_batch_norm(func, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 class FastMeta(TorchDispatchMode):
     """Answers normalisation and same-shape element-wise ops on meta tensors directly; everything
-    else (and every op on real tensors) goes to torch. Outside any caller's dispatch mode, so a
-    tracer inside it still sees every op."""
+    else (and every op on real tensors) goes to torch. A caller's mode that sees every op (the
+    analysis trace) subclasses it and calls :meth:`run` for the op itself: one Python dispatch per
+    op instead of two stacked modes."""
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+    def run(self, func, args, kwargs):
         out = _fast_meta(func, args, kwargs)
         return func(*args, **kwargs) if out is None else out
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return self.run(func, args, kwargs or {})
 
 
 def _meta_layer_norm(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -130,9 +137,28 @@ def _meta_group_norm(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | 
                                    for _ in range(2)))
 
 
+def _meta_convolution(args) -> torch.Tensor | None:
+    """A (non-transposed) convolution's meta output, contiguous as torch's meta kernel makes it:
+    o = floor((i + 2p - d(k-1) - 1)/s) + 1 per axis; None (torch then says why) unless the shapes
+    fit."""
+    x, weight, _, stride, padding, dilation, transposed = args[:7]
+    groups = args[8]
+    n = weight.dim() - 2
+    if transposed or x.dim() != n + 2 or x.shape[1] != weight.shape[1] * groups or \
+            weight.shape[0] % groups or not (len(stride) == len(padding) == len(dilation) == n):
+        return None
+    out = [(x.shape[2 + a] + 2 * padding[a] - dilation[a] * (weight.shape[2 + a] - 1) - 1)
+           // stride[a] + 1 for a in range(n)]
+    if min(out, default=1) < 1:
+        return None
+    return x.new_empty((x.shape[0], weight.shape[0], *out))
+
+
 def _fast_meta(func, args, kwargs):
     if not args or not isinstance(args[0], torch.Tensor) or args[0].device.type != "meta":
         return None
+    if func is aten.convolution.default:
+        return _meta_convolution(args)
     if func in _BATCH_NORMS:
         x, weight = args[0], args[1]
         if isinstance(weight, torch.Tensor) and x.dim() > 1 and weight.shape[0] != x.shape[1]:
@@ -187,7 +213,8 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
         pre_hook: called as ``pre_hook(frame, stack)`` when a module call starts (the frame is on
             top of ``stack``).
         post_hook: called as ``post_hook(frame, output)`` when it returns.
-        dispatch_mode: a ``TorchDispatchMode`` that sees every aten op of the call.
+        dispatch_mode: a ``TorchDispatchMode`` that sees every aten op of the call (a
+            :class:`FastMeta` subclass takes the meta shortcuts itself).
 
     Raises:
         StandInError: the forward failed; its ``kind`` and ``frame`` say what and where.
@@ -197,8 +224,7 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
     stack: list[Frame] = []
 
     def pre(module: nn.Module, args: tuple) -> None:
-        shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-        stack.append(Frame(names.get(id(module), type(module).__name__), module, shapes))
+        stack.append(Frame(names.get(id(module), type(module).__name__), module, args))
         if pre_hook is not None:
             pre_hook(stack[-1], stack)
 
@@ -216,8 +242,9 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
             handles.append(m.register_forward_pre_hook(pre))
             handles.append(m.register_forward_hook(post))
         model.train(training)
-        with FastMeta():
-            if dispatch_mode is None:
+        mode = dispatch_mode if isinstance(dispatch_mode, FastMeta) else FastMeta()
+        with mode:
+            if dispatch_mode is None or dispatch_mode is mode:
                 return torch.func.functional_call(model, state, (inputs,), strict=False)
             with dispatch_mode:
                 return torch.func.functional_call(model, state, (inputs,), strict=False)

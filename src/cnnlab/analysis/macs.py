@@ -62,8 +62,12 @@ def op_cost(func, args, kwargs, out) -> tuple[int, dict[str, int], str | None]:
     """(MACs, {category: elementary ops}, name of the op if it computes without a formula)."""
     name = func.overloadpacket.__name__
     packet = func.overloadpacket
-    if packet in flop_registry and name in MAC_OPS:
-        macs = flop_registry[packet](*args, out_val=out, **(kwargs or {})) // 2
+    if name in MAC_OPS and packet in flop_registry:
+        formula = flop_registry[packet]
+        formula = getattr(formula, "__wrapped__", formula)  # the formula itself, on shapes
+        shapes = [a.shape if isinstance(a, torch.Tensor) else a for a in args]
+        kw_shapes = {k: _shape(v) for k, v in (kwargs or {}).items()}
+        macs = formula(*shapes, out_shape=_shape(out), **kw_shapes) // 2
         bias = args[2] if name in ("convolution", "_convolution") else (
             args[0] if name in ("addmm", "baddbmm") else None)
         other = {"bias": _numel(out)} if isinstance(bias, torch.Tensor) else {}
@@ -85,6 +89,15 @@ def op_cost(func, args, kwargs, out) -> tuple[int, dict[str, int], str | None]:
     if torch.Tag.pointwise in func.tags or name.startswith(("upsample", "_upsample")):
         return 0, {"elementwise": _numel(out)}, None
     return 0, {}, name
+
+
+def _shape(out):
+    """What torch's ``shape_wrapper`` hands a formula as ``out_shape``: shapes for tensors."""
+    if isinstance(out, torch.Tensor):
+        return out.shape
+    if isinstance(out, (tuple, list)):
+        return type(out)(_shape(o) for o in out)
+    return out
 
 
 def _as_list(v) -> list[int]:

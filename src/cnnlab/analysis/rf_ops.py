@@ -146,14 +146,17 @@ def _adaptive_pool(args, kwargs, shape, get) -> tuple[Field, bool] | None:
         i % m == 0 for i, m in zip(ins, shape[-n:], strict=True))
 
 
-def propagate(func, args, kwargs, out, get) -> tuple[Field | None, bool]:
+def propagate(func, args, kwargs, out, get, tensors=None) -> tuple[Field | None, bool]:
     """The field of the (first) output of ``func`` given its inputs' fields (``get(tensor)``).
 
-    Returns (field, exact): ``exact`` is False when no rule knows the op and every input axis is
-    conservatively collapsed (each output unit assumed to see its inputs' whole extent).
+    ``tensors``: the input tensors when the caller has them already (default: found in ``args``
+    and ``kwargs``, one level deep). Returns (field, exact): ``exact`` is False when no rule knows
+    the op and every input axis is conservatively collapsed (each output unit assumed to see its
+    inputs' whole extent).
     """
-    tensors = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
-    fielded = [(t.shape, get(t)) for t in tensors if get(t) is not None]
+    if tensors is None:
+        tensors = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
+    fielded = [(t.shape, f) for t in tensors if (f := get(t)) is not None]
     if not fielded:
         return None, True
     out0 = out[0] if isinstance(out, (tuple, list)) else out
