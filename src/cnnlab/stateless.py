@@ -90,6 +90,14 @@ _LIKE_INPUT = {"add", "sub", "mul", "div", "relu", "gelu", "silu", "sigmoid", "t
                "clamp", "clamp_min", "threshold", "mish", "softplus", "abs", "square"}
 
 
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like(x)`` on meta: a dense tensor keeps its strides (what empty_like does for
+    one), made directly (empty_like's meta path costs ~10x more); anything else asks torch."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+    return torch.empty_like(x)
+
+
 def _meta_batch_norm(func, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch norm's (out, save_mean, save_invstd) on meta: an output like the input and two
     statistics (float32 for half inputs), (C,) with batch statistics, empty with running ones (as
@@ -99,7 +107,7 @@ def _meta_batch_norm(func, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     training = func is not aten._native_batch_norm_legit_no_training.default and bool(args[5])
     channels = x.shape[1] if x.dim() > 1 and training else 0
     stats = (torch.empty(channels, dtype=stat, device="meta") for _ in range(2))
-    return (torch.empty_like(x), *stats)
+    return (_empty_like(x), *stats)
 
 
 class FastMeta(TorchDispatchMode):
@@ -133,7 +141,7 @@ def _meta_group_norm(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | 
     x, n, channels, groups = args[0], args[3], args[4], args[6]
     if x.dim() < 2 or x.shape[1] != channels or channels % groups:
         return None
-    return (torch.empty_like(x), *(torch.empty((n, groups), dtype=x.dtype, device="meta")
+    return (_empty_like(x), *(torch.empty((n, groups), dtype=x.dtype, device="meta")
                                    for _ in range(2)))
 
 
@@ -151,7 +159,52 @@ def _meta_convolution(args) -> torch.Tensor | None:
            // stride[a] + 1 for a in range(n)]
     if min(out, default=1) < 1:
         return None
-    return x.new_empty((x.shape[0], weight.shape[0], *out))
+    return torch.empty((x.shape[0], weight.shape[0], *out), dtype=x.dtype, device="meta")
+
+
+def _meta_matmul(func, args) -> torch.Tensor | None:
+    """mm (n, k) @ (k, m), addmm(bias, ...) and bmm (b, n, k) @ (b, k, m) on meta: a contiguous
+    (n, m) / (b, n, m) output, as torch's meta kernels make it; None unless the shapes fit."""
+    bias, (a, b) = (args[0], args[1:3]) if func is aten.addmm.default else (None, args[:2])
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dtype != b.dtype:
+        return None
+    batched = func is aten.bmm.default
+    if a.dim() != 2 + batched or b.dim() != 2 + batched or a.shape[-1] != b.shape[-2] or (
+            batched and a.shape[0] != b.shape[0]):
+        return None
+    shape = (*a.shape[:-1], b.shape[-1])
+    if bias is not None and (bias.dtype != a.dtype or _broadcast(bias.shape, shape) != shape):
+        return None
+    return torch.empty(shape, dtype=a.dtype, device="meta")
+
+
+def _broadcast(*shapes) -> tuple[int, ...] | None:
+    """The broadcast shape of ``shapes`` (aligned on the right), None when they do not broadcast."""
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for i in range(ndim):
+        sizes = {s[len(s) - ndim + i] for s in shapes if len(s) - ndim + i >= 0} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _meta_broadcasting(func, args, kwargs) -> torch.Tensor | None:
+    """A same-dtype element-wise op of contiguous tensors that broadcast: a contiguous output of
+    the broadcast shape (the layout torch's iterator picks when every input is contiguous); the
+    in-place form returns its first input when that already has the output's shape."""
+    tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
+    first = args[0]
+    if any(t.dtype != first.dtype or t.device.type != "meta" or not t.is_contiguous()
+           for t in tensors):
+        return None
+    shape = _broadcast(*(t.shape for t in tensors))
+    if shape is None:
+        return None
+    if func.overloadpacket.__name__.endswith("_"):
+        return first if tuple(first.shape) == shape else None
+    return torch.empty(shape, dtype=first.dtype, device="meta")
 
 
 def _fast_meta(func, args, kwargs):
@@ -159,6 +212,8 @@ def _fast_meta(func, args, kwargs):
         return None
     if func is aten.convolution.default:
         return _meta_convolution(args)
+    if func in (aten.mm.default, aten.addmm.default, aten.bmm.default):
+        return _meta_matmul(func, args) if not kwargs else None
     if func in _BATCH_NORMS:
         x, weight = args[0], args[1]
         if isinstance(weight, torch.Tensor) and x.dim() > 1 and weight.shape[0] != x.shape[1]:
@@ -177,8 +232,8 @@ def _fast_meta(func, args, kwargs):
     for a in list(args[1:]) + list(kwargs.values()):
         if isinstance(a, torch.Tensor) and (a.shape != first.shape or a.dtype != first.dtype
                                             or a.stride() != first.stride()):
-            return None
-    return first if name.endswith("_") else torch.empty_like(first)
+            return _meta_broadcasting(func, args, kwargs)
+    return first if name.endswith("_") else _empty_like(first)
 
 
 def stand_ins(model: nn.Module, like: torch.Tensor) -> dict[str, torch.Tensor]:

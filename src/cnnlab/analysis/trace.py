@@ -101,6 +101,7 @@ class _Tracer(FastMeta):
         self.uncounted: dict[str, int] = defaultdict(int)
         self.inexact: dict[str, int] = defaultdict(int)
         self.largest = 0
+        self.memo: dict = {}  # for cnnlab.analysis.rf_ops.propagate
 
     def tag(self, t: torch.Tensor, field_: Field, exact: bool) -> None:
         t._cnnlab_field = (self, field_, exact)
@@ -120,7 +121,7 @@ class _Tracer(FastMeta):
         flat_in = tensors_in(args)
         if kwargs:
             flat_in += tensors_in(kwargs)
-        field_, exact = propagate(func, args, kwargs, out, self.field, flat_in)
+        field_, exact = propagate(func, args, kwargs, out, self.field, flat_in, self.memo)
         exact_in = all(self.exact(a) for a in flat_in)
         outs = tensors_in(out)
         if field_ is not None:
