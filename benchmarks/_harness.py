@@ -267,8 +267,9 @@ class Bench:
                 self.print(f"\n{table.title}")
             if clean:
                 self.print("| " + " | ".join(table.columns) + " |")
-                self.print("|" + "|".join("---" if i == 0 else "---:"
-                                          for i in range(len(table.columns))) + "|")
+                numeric = [any(isinstance(cells[i], Figure) for cells in table.rows)
+                           for i in range(len(table.columns))]  # figures right-aligned
+                self.print("|" + "|".join("---:" if n else "---" for n in numeric) + "|")
                 for cells in table.rows:
                     self.print("| " + " | ".join(self._cell(c) for c in cells) + " |")
             else:
