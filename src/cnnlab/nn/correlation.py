@@ -27,11 +27,12 @@ def pair(value: int | tuple[int, ...]) -> Pair:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-# Values in one block of columns (4 MB of float32). A whole im2col is C k^2 times the input:
-# tens of MB for a VGG layer, and each buffer that large is a fresh mmap whose pages fault in on
-# first touch (about as slow as the copy itself); blocks of this size stay in the allocator's
-# heap and in the cache, and are as good operands for the matrix product.
-BLOCK_VALUES = 1 << 20
+# Values in one block of columns (16 MB of float32). A whole im2col is C k^2 times the input:
+# tens of MB for a VGG layer, and a buffer over 32 MB is a fresh mmap from the C allocator whose
+# pages fault in on first touch (as slow as the copy itself). Blocks this size stay in the
+# allocator's heap, and are few enough that the per-block work (one copy, one matrix product,
+# each a parallel region of the CPU's threads) does not add up.
+BLOCK_VALUES = 1 << 22
 
 
 def windows(x: torch.Tensor, kernel_size: Pair, stride: Pair, padding: Pair,
@@ -64,11 +65,12 @@ def im2col(x: torch.Tensor, kernel_size: Pair, stride: Pair, padding: Pair,
 
 
 def blocks(batch: int, out_h: int, values_per_row: int,
-           budget: int = BLOCK_VALUES) -> list[tuple[slice, slice]]:
+           budget: int | None = None) -> list[tuple[slice, slice]]:
     """(samples, output rows) blocks that cover batch x out_h with at most ``budget`` column
     values each (one row at least): whole samples folded together while they fit (small maps,
-    as LeNet's), bands of rows of one sample otherwise (large maps, as VGG's)."""
-    rows = max(1, budget // max(values_per_row, 1))
+    as LeNet's), bands of rows of one sample otherwise (large maps, as VGG's); ``budget``
+    defaults to :data:`BLOCK_VALUES`."""
+    rows = max(1, (BLOCK_VALUES if budget is None else budget) // max(values_per_row, 1))
     if rows >= out_h:
         step = min(batch, rows // out_h)
         return [(slice(b, min(b + step, batch)), slice(0, out_h)) for b in range(0, batch, step)]

@@ -24,6 +24,11 @@ def _landing(offset: int, step: int, n_in: int, n_out: int) -> tuple[int, int, i
     return first, max(0, last - first + 1), offset + step * first
 
 
+def _every(first: int, step: int, count: int) -> slice:
+    """first, first + step, ... (count of them)."""
+    return slice(first, first + step * (count - 1) + 1, step) if count else slice(0, 0)
+
+
 def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                      stride: int | Pair = 1, padding: int | Pair = 0,
                      output_padding: int | Pair = 0, groups: int = 1,
@@ -70,10 +75,10 @@ def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
                                     nr, out_h)
             for v in range(kw):
                 c0, n_c, o_c = _landing(left - dilation[1] * v, stride[1], width, out_w)
-                if n_r and n_c:  # this tap's product lands at rows o_r, o_r + s, ...
-                    per_group[samples, :, :, o_r:o_r + stride[0] * (n_r - 1) + 1:stride[0],
-                              o_c:o_c + stride[1] * (n_c - 1) + 1:stride[1]].add_(
-                        t[:, u, v, :, :, r0:r0 + n_r, c0:c0 + n_c].permute(2, 0, 1, 3, 4))
+                # this tap's product lands at rows o_r, o_r + s, ... (none: an empty slice, kept
+                # so that autograd still links y to x when no pixel lands at all)
+                per_group[samples, :, :, _every(o_r, stride[0], n_r), _every(o_c, stride[1], n_c)
+                          ].add_(t[:, u, v, :, :, r0:r0 + n_r, c0:c0 + n_c].permute(2, 0, 1, 3, 4))
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 
 
