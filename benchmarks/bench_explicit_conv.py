@@ -2,8 +2,9 @@
 
 Baseline: ``torch.nn.Conv2d`` (oneDNN/cuDNN). Candidate: ``cnnlab.nn.ExplicitConv2d`` sharing the
 same parameters. For each layer shape of LeNet-5, VGG-16's first two blocks and a ResNet-50
-bottleneck, both run forward + backward (gradients for input, weight and bias) in alternation,
-and the median times are compared in the same run.
+bottleneck, both run forward + backward (gradients for input, weight and bias) in alternation
+(benchmarks/_harness.py), and the medians of each layer and of each group's sum are compared in
+the same run; a group's ratio is the median of its per-round ratios.
 
     .venv/bin/python benchmarks/bench_explicit_conv.py [--device cpu] [--repeats 15] [--threads N]
 """
@@ -11,10 +12,9 @@ and the median times are compared in the same run.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _harness import Bench, Sample, add_arguments, ms, ratio, times
 from torch import nn
 
 from cnnlab.nn import explicit
@@ -40,30 +40,15 @@ def _step(conv: nn.Module, x: torch.Tensor) -> None:
     conv(x).sum().backward()
 
 
-def _time(conv: nn.Module, x: torch.Tensor, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    _step(conv, x)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def bench_layer(spec: tuple, device: torch.device, repeats: int) -> tuple[float, float]:
-    """Median seconds of (native, explicit) forward+backward, timed in alternation."""
+def bench_layer(bench: Bench, spec: tuple, device: torch.device, repeats: int
+                ) -> dict[str, Sample]:
+    """Seconds of native and explicit forward+backward, timed in alternation."""
     _, _, in_chs, out_chs, k, s, p, size, batch = spec
     native = nn.Conv2d(in_chs, out_chs, k, s, p).to(device)
     twin = explicit(native)  # a bare conv comes back as its explicit twin, same Parameters
     x = torch.randn(batch, in_chs, size, size, device=device, requires_grad=True)
-    for _ in range(3):  # warm-up: allocator, oneDNN primitive cache
-        _step(native, x)
-        _step(twin, x)
-    native_times, explicit_times = [], []
-    for _ in range(repeats):
-        native_times.append(_time(native, x, device))
-        explicit_times.append(_time(twin, x, device))
-    return statistics.median(native_times), statistics.median(explicit_times)
+    return bench.alternate({"native": lambda: _step(native, x), "explicit": lambda: _step(twin, x)},
+                           rounds=repeats, warmup=3)  # warm-up: allocator, oneDNN primitive cache
 
 
 def main() -> None:
@@ -71,26 +56,29 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_arguments(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    bench = Bench.from_args(args, sync=torch.cuda.synchronize if device.type == "cuda" else None)
     torch.manual_seed(0)
-    print(f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
-          f"repeats={args.repeats} (median forward+backward, fp32)")
-    print("| group | layer (batch) | native ms | explicit ms | explicit/native |")
-    print("|---|---|---:|---:|---:|")
-    totals: dict[str, list[float]] = {}
+    table = bench.table("group", "layer (batch)", "native ms", "explicit ms", "explicit/native",
+                        title=f"device={device} torch={torch.__version__} threads="
+                              f"{torch.get_num_threads()} repeats={args.repeats} (median and IQR "
+                              "of forward+backward, fp32)")
+    groups: dict[str, list[dict[str, Sample]]] = {}
     for spec in LAYERS:
-        native_s, explicit_s = bench_layer(spec, device, args.repeats)
-        group = totals.setdefault(spec[0], [0.0, 0.0])
-        group[0] += native_s
-        group[1] += explicit_s
-        print(f"| {spec[0]} | {spec[1]} (B={spec[-1]}) | {native_s * 1e3:.2f} | "
-              f"{explicit_s * 1e3:.2f} | {explicit_s / native_s:.2f}x |")
-    for name, (native_s, explicit_s) in totals.items():
-        print(f"| {name} | all layers above | {native_s * 1e3:.2f} | {explicit_s * 1e3:.2f} | "
-              f"**{explicit_s / native_s:.2f}x** |")
+        samples = bench_layer(bench, spec, device, args.repeats)
+        groups.setdefault(spec[0], []).append(samples)
+        table.row(spec[0], f"{spec[1]} (B={spec[-1]})", ms(samples["native"]),
+                  ms(samples["explicit"]), times(ratio(samples["explicit"], samples["native"])))
+    for name, layers in groups.items():  # a group's round: the sum of its layers in that round
+        total = {k: Sample(tuple(map(sum, zip(*(s[k].values for s in layers), strict=True))))
+                 for k in ("native", "explicit")}
+        table.row(name, "all layers above", ms(total["native"]), ms(total["explicit"]),
+                  times(ratio(total["explicit"], total["native"])))
+    bench.finish()
 
 
 if __name__ == "__main__":

@@ -11,21 +11,23 @@ the Trainer picks it) and the same initial head:
   via cnnlab.transfer.cached_features), and the Trainer trains ``CachedHead`` on a
   ``FeatureDataset``: each epoch reads only the cache.
 
-Reports seconds per epoch (``Trainer.train_epoch``), the ratio, the one-time cache cost, and the
-test accuracy of each network after one epoch, measured on the test *images* (backbone + head).
+Reports seconds per epoch (``Trainer.train_epoch``; the two paths' epochs alternate, ``--rounds``,
+benchmarks/_harness.py), the ratio, the one-time cache cost, and the test accuracy of each network
+after its first epoch, measured on the test *images* (backbone + head).
 
-    .venv/bin/python benchmarks/bench_feature_cache.py --train 10000 --test 2000
+    .venv/bin/python benchmarks/bench_feature_cache.py --train 10000 --test 2000 --rounds 2
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from _harness import Bench, Sample, add_arguments, figure, ratio, seconds, times
 
 from cnnlab.data import load_dataset
 from cnnlab.device import resolve_precision
@@ -35,15 +37,13 @@ from cnnlab.train import RunConfig, Trainer
 from cnnlab.transfer import FeatureDataset, cached_features, freeze, split_for_cache
 
 
-def epoch_seconds(trainer: Trainer, first: int, epochs: int) -> float:
-    """The fastest of ``epochs`` training epochs from ``first``, in seconds (no evaluation, no
-    checkpoint)."""
-    best = float("inf")
-    for epoch in range(first, first + epochs):
-        start = time.perf_counter()
-        trainer.train_epoch(epoch)
-        best = min(best, time.perf_counter() - start)
-    return best
+def epochs(trainer: Trainer):
+    """A callable that trains ``trainer``'s next epoch (no evaluation, no checkpoint)."""
+    counter = itertools.count(1)
+
+    def run() -> None:
+        trainer.train_epoch(next(counter))
+    return run
 
 
 def main() -> None:
@@ -53,9 +53,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating epochs of each path")
+    add_arguments(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    bench = Bench.from_args(args)
     train = load_dataset("fashion-mnist", "train").subset(torch.arange(args.train))
     test = load_dataset("fashion-mnist", "test").subset(torch.arange(args.test))
     config = RunConfig()
@@ -70,29 +73,42 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         baseline = Trainer(config, Path(folder) / "base", train, test, progress=False, log=None,
                            model=copy.deepcopy(model))
-        print(f"resnet18 (small stem), fashion-mnist {len(train):,} train / {len(test):,} test, "
-              f"batch {args.batch_size}, training {baseline.precision.describe()}, cache "
-              f"{precision.describe()}, {torch.get_num_threads()} threads")
-        base_s = epoch_seconds(baseline, 1, 1)
+        bench.note(f"resnet18 (small stem), fashion-mnist {len(train):,} train / {len(test):,} "
+                   f"test, batch {args.batch_size}, training {baseline.precision.describe()}, "
+                   f"cache {precision.describe()}, {torch.get_num_threads()} threads")
         cached_model = precision.prepare(copy.deepcopy(model)).eval()
         point, extract, head = split_for_cache(cached_model)
-        start = time.perf_counter()
-        feats = [cached_features(extract, cached_model, ds, folder, {"point": point},
-                                 precision=precision)[0] for ds in (train, test)]
-        cache_s = time.perf_counter() - start
+        feats = []
+
+        def build_cache() -> None:
+            feats.extend(cached_features(extract, cached_model, ds, folder, {"point": point},
+                                         precision=precision)[0] for ds in (train, test))
+
+        cache_s = Sample((bench.time_call(build_cache),))
         cached = Trainer(config, Path(folder) / "cached", FeatureDataset(feats[0], train.labels,
                          train.classes, train.name), FeatureDataset(feats[1], test.labels,
                          test.classes, test.name), progress=False, log=None, model=head)
-        cached_s = epoch_seconds(cached, 1, 1)  # the same one epoch as the baseline's
+        cases = {"baseline": epochs(baseline), "cached": epochs(cached)}
+        first = bench.alternate(cases, rounds=1, warmup=0)  # both paths' first epoch
         acc_base = evaluate_model(baseline.model, test, 500, baseline.precision).accuracy
         acc_cached = evaluate_model(head.network, test, 500, cached.precision).accuracy
-        cached_s = min(cached_s, epoch_seconds(cached, 2, 3))  # and the best of three more
-    print(f"baseline (recompute backbone): {base_s:8.3f} s/epoch  test acc {acc_base:.2%} (1 epoch)")
-    print(f"cached features:               {cached_s:8.3f} s/epoch  test acc {acc_cached:.2%} (1 epoch)")
-    print(f"one-time cache build:          {cache_s:8.3f} s ({feats[0].shape[1]:,} x "
-          f"{tuple(feats[0].shape[2:])} float32, point: {point})")
-    print(f"speed-up per epoch: {base_s / cached_s:,.0f}x; break-even after "
-          f"{cache_s / max(base_s - cached_s, 1e-9):.2f} epochs")
+        more = bench.alternate(cases, rounds=args.rounds - 1, warmup=0) if args.rounds > 1 else {}
+    per_epoch = {k: Sample(first[k].values + (more[k].values if more else ()))
+                 for k in cases}
+    table = bench.table("path", "s / epoch", "test accuracy after 1 epoch",
+                        title=f"feature cache vs recomputing the backbone, {args.rounds} "
+                              "alternating epochs each")
+    table.row("baseline: recompute the frozen backbone every batch",
+              seconds(per_epoch["baseline"], ".2f"), f"{acc_base:.2%}")
+    table.row("cached features", seconds(per_epoch["cached"], ".2f"), f"{acc_cached:.2%}")
+    table.row(f"one-time cache build ({feats[0].shape[1]:,} x {tuple(feats[0].shape[2:])} "
+              f"float32, point: {point})", seconds(cache_s, ".2f"), "")
+    speedup = ratio(per_epoch["baseline"], per_epoch["cached"])
+    table.row("speed-up per epoch", times(speedup, ".0f"), "")
+    gain = per_epoch["baseline"].median - per_epoch["cached"].median
+    table.row("the cache pays for itself after (epochs)",
+              figure(Sample((cache_s.median / max(gain, 1e-9),)), ".2f"), "")
+    bench.finish()
 
 
 if __name__ == "__main__":

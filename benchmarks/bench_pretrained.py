@@ -14,34 +14,29 @@
     .venv/bin/python benchmarks/bench_pretrained.py --images 512 --rounds 3 --labels 10 --test 2000
     taskset -c 0 .venv/bin/python benchmarks/bench_pretrained.py --threads 1   # one core
 
-The load average is printed before and after: figures measured above ~1 on these 2 cores are not
-comparable (a busy core slows the two sides unequally).
+benchmarks/_harness.py records the machine and the load before and after, and marks every figure
+UNDER LOAD when the machine was busy (a busy core slows the two sides unequally).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
+import itertools
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _harness import Bench, Sample, add_arguments, figure, ratio, times
 from torch import nn
 
 from cnnlab.data.datasets import labels_per_class, load_dataset
 from cnnlab.data.loader import normalize
-from cnnlab.lab.common import environment
 from cnnlab.models import create_model, weights_info
 from cnnlab.train import RunConfig
 from cnnlab.train.trainer import Trainer
 from cnnlab.transfer import FeatureDataset, TargetSpec, cached_features, freeze, split_for_cache
 from cnnlab.transfer.run import cache_precision
-
-
-def load() -> str:
-    return "load average " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 @torch.no_grad()
@@ -55,30 +50,27 @@ def textbook(model: nn.Module, images: torch.Tensor, mean, std, batch: int = 64)
     return time.perf_counter() - start
 
 
-def extraction(args, model, spec, precision) -> None:
+def extraction(bench: Bench, args, model, spec, precision) -> None:
     raw = load_dataset("fashion-mnist", "test").subset(torch.arange(args.images))
     data = spec.transform(raw)
     point, extract, _ = split_for_cache(model)
-    times = {"textbook fp32 NCHW": [], f"cnnlab cache ({precision.describe()})": []}
     with tempfile.TemporaryDirectory() as folder:
-        for rnd in range(args.rounds + 1):  # round 0 warms up oneDNN's kernels
-            t = textbook(model, data.images, data.mean, data.std)
-            start = time.perf_counter()
-            cached_features(extract, model, data, Path(folder) / str(rnd), {"point": point},
-                            precision=precision)  # cnnlab picks the batch (feature_batch_size)
-            c = time.perf_counter() - start
-            if rnd:
-                for (_, values), seconds in zip(times.items(), (t, c)):
-                    values.append(seconds)
-    print(f"feature extraction, {args.images} images at {spec.size} px, {args.rounds} rounds "
-          f"alternating:")
-    rates = {}
-    for name, values in times.items():
-        rate = [args.images / v for v in values]
-        rates[name] = statistics.median(rate)
-        print(f"  {name:<44} {rates[name]:6.1f} img/s (min {min(rate):.1f}, max {max(rate):.1f})")
-    base, cand = rates.values()
-    print(f"  ratio cnnlab / textbook: {cand / base:.2f}x")
+        rounds = itertools.count()
+
+        def cache() -> None:  # cnnlab picks the batch (feature_batch_size)
+            cached_features(extract, model, data, Path(folder) / str(next(rounds)),
+                            {"point": point}, precision=precision)
+
+        samples = bench.alternate({  # the warm-up round warms up oneDNN's kernels
+            "textbook": lambda: textbook(model, data.images, data.mean, data.std),
+            "cache": cache}, rounds=args.rounds, warmup=1)
+    rates = {k: Sample(tuple(args.images / v for v in s.values)) for k, s in samples.items()}
+    table = bench.table("path", "images/s", title=f"feature extraction, {args.images} images at "
+                                                  f"{spec.size} px, {args.rounds} rounds alternating")
+    table.row("textbook: model.eval(), torch.no_grad(), fp32 NCHW, batches of 64",
+              figure(rates["textbook"]))
+    table.row(f"cnnlab feature cache ({precision.describe()})", figure(rates["cache"]))
+    table.row("ratio cnnlab / textbook", times(ratio(rates["cache"], rates["textbook"])))
 
 
 def train_run(model, train, test, epochs, lr, out, name):
@@ -90,7 +82,7 @@ def train_run(model, train, test, epochs, lr, out, name):
     return history[-1]["test_acc"]
 
 
-def few_labels(args, model, spec, precision) -> None:
+def few_labels(bench: Bench, args, model, spec, precision) -> None:
     full, test = load_dataset("fashion-mnist", "train"), load_dataset("fashion-mnist", "test")
     test = test.subset(torch.arange(args.test))
     train = labels_per_class(full, args.labels, seed=0)
@@ -119,10 +111,12 @@ def few_labels(args, model, spec, precision) -> None:
         scratch = create_model("lenet5_modern", num_classes=10, in_chans=1, input_size=28)
         results["LeNet-5 (modern) from scratch"] = train_run(
             scratch, train_rep, test, 10, 0.05, folder / "scratch", "lenet5_modern")
-    print(f"{args.labels} labels per class ({len(train)} images, each seen {repeat}x an epoch, "
-          f"10 epochs), Fashion-MNIST test {args.test} images; features computed in {seconds:.0f} s:")
+    table = bench.table("method", "test accuracy", title=(
+        f"{args.labels} labels per class ({len(train)} images, each seen {repeat}x an epoch, 10 "
+        f"epochs), Fashion-MNIST test {args.test} images"))
     for name, acc in results.items():
-        print(f"  {name:<48} {acc * 100:6.2f}%")
+        table.row(name, f"{acc * 100:.2f}%")  # accuracies: not timings, never marked
+    bench.note("features computed in ", figure(Sample((seconds,)), ".0f", " s"))
 
 
 def main() -> None:
@@ -133,19 +127,21 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=2000, help="test images for the accuracy part")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    add_arguments(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"{environment()['cpu']}, {torch.get_num_threads()} threads, torch {torch.__version__}; {load()}")
+    bench = Bench.from_args(args)
+    bench.note(f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     pre = weights_info("efficientnet_lite0").preprocessing
     spec = TargetSpec("fashion-mnist", size=pre.crop, in_chans=3, mean=pre.mean, std=pre.std)
     model = create_model("efficientnet_lite0", weights="imagenet").eval()
     probe = spec.transform(load_dataset("fashion-mnist", "test").subset(torch.arange(16)))
     precision = cache_precision(model, probe, RunConfig(), log=print)
-    extraction(args, model, spec, precision)
+    extraction(bench, args, model, spec, precision)
     if not args.skip_accuracy:
-        few_labels(args, model, spec, precision)
-    print(load())
+        few_labels(bench, args, model, spec, precision)
+    bench.finish()
 
 
 if __name__ == "__main__":

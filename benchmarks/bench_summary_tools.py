@@ -5,24 +5,25 @@ Truth for each figure is independent of every tool: torchvision's weight metadat
 receptive field of ResNet-50's layer4 (427, checked by autograd in tests/analysis), and a real
 CPU forward with saved_tensors_hooks for the activations kept for backward.
 
-The timing baseline is torchinfo, measured in the same run: each tool's median seconds per summary
-of the same CPU model (cnnlab traces on meta by default; its real-CPU mode is listed too).
+The timing baseline is torchinfo, measured in the same run: the tools alternate round by round on
+the same CPU model (benchmarks/_harness.py), median and IQR of each (cnnlab traces on meta by
+default; its real-CPU mode is listed too).
 Tools that are not installed are skipped with a note (they are dev-only: `pip install torchinfo
 fvcore ptflops torchscan`).
 
-    .venv/bin/python benchmarks/bench_summary_tools.py
+    .venv/bin/python benchmarks/bench_summary_tools.py [--repeats 3]
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
-import statistics
-import time
 import warnings
 
 import torch
 import torchvision
+from _harness import Bench, Sample, add_arguments, geometric_mean, ratio, seconds, times
 from torch import nn
 
 import cnnlab
@@ -138,62 +139,65 @@ def _close(key: str, value, truth) -> bool:
     return abs(value - truth) <= 0.005 * abs(truth) if isinstance(truth, float) else value == truth
 
 
-def main(repeats: int = 3) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds per case")
+    add_arguments(parser)
+    args = parser.parse_args()
     torch.set_num_threads(2)
+    bench = Bench.from_args(args)
     tools = {n: f for n, f in TOOLS.items() if _available(n)}
-    times: dict[str, list[float]] = {n: [] for n in tools}
+    times_: dict[str, dict[str, Sample]] = {n: {} for n in tools}
     disagreements = []
     for case, (build, shape, true_params, true_macs) in CASES.items():
         model = build().eval()
         truths = dict(params=true_params, macs=true_macs, saved_mb=_saved_oracle(model, shape),
                       rf_layer4=427 if case == "resnet50" else None)
-        print(f"\n== {case} at {'x'.join(map(str, shape))}: true params {true_params:,}, MACs "
-              f"{true_macs if isinstance(true_macs, int) else str(true_macs) + 'G'}, saved "
-              f"{truths['saved_mb']:.1f} MB" + (", RF layer4 427" if case == "resnet50" else ""))
+        table = bench.table("tool", "s / summary", "figures", "wrong", title=(
+            f"{case} at {'x'.join(map(str, shape))}: true params {true_params:,}, MACs "
+            f"{true_macs if isinstance(true_macs, int) else str(true_macs) + 'G'}, saved "
+            f"{truths['saved_mb']:.1f} MB" + (", RF layer4 427" if case == "resnet50" else "")))
+        results, working = {}, {}
         for name, fn in tools.items():
             try:
-                fn(model, shape)  # warm-up
-                elapsed = []
-                for _ in range(repeats):
-                    start = time.perf_counter()
-                    result = fn(model, shape)
-                    elapsed.append(time.perf_counter() - start)
+                results[name] = fn(model, shape)  # also the warm-up
+                working[name] = lambda fn=fn, m=model, sh=shape: fn(m, sh)
             except Exception as err:  # a tool that cannot handle the model is a finding too
-                print(f"  {name:14s} failed: {type(err).__name__}: {str(err).splitlines()[0][:90]}")
-                continue
-            t = statistics.median(elapsed)
-            times[name].append(t)
+                table.row(name, "failed", f"{type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:90]}", "")
+        samples = bench.alternate(working, rounds=args.repeats, warmup=0)
+        for name, result in results.items():
+            times_[name][case] = samples[name]
             wrong = [k for k, v in result.items() if v is not None and not _close(k, v, truths[k])]
             cells = ", ".join(f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v:,}"
                               for k, v in result.items() if v is not None)
-            print(f"  {name:14s} {t:7.3f} s  {cells}" + (f"   WRONG: {', '.join(wrong)}"
-                                                          if wrong else ""))
+            table.row(name, seconds(samples[name]), cells, ", ".join(wrong))
             disagreements += [(case, name, k, result[k], truths[k]) for k in wrong]
-    print("\n== time per summary, geometric mean over the cases, relative to torchinfo")
-    base = times.get("torchinfo")
-    for name, ts in times.items():
-        if ts:
-            gm = statistics.geometric_mean(ts)
-            ratio = f"{statistics.geometric_mean(base) / gm:5.1f}x faster" if base else ""
-            print(f"  {name:14s} {gm:7.3f} s  {ratio}")
-    print("\n== disagreements with the truth (tool, figure, tool's value, truth)")
+    table = bench.table("tool", "s / summary (geometric mean)", "vs torchinfo", title=(
+        "time per summary, geometric mean over the cases each tool handled; the ratio over the "
+        "cases it shares with torchinfo, per round"))
+    base = times_.get("torchinfo", {})
+    for name, per_case in times_.items():
+        if not per_case:
+            continue
+        shared = [c for c in per_case if c in base]
+        speedup = times(geometric_mean([ratio(base[c], per_case[c]) for c in shared]), ".1f") \
+            if shared else ""
+        table.row(name, seconds(geometric_mean(list(per_case.values()))), speedup)
+    convnext_large_time(bench)
+    bench.note("disagreements with the truth (tool, figure, tool's value, truth):")
     for case, name, key, value, truth in disagreements:
-        print(f"  {case:14s} {name:14s} {key:9s} {value} vs {truth}")
+        bench.note(f"  {case:14s} {name:14s} {key:9s} {value} vs {truth}")
+    bench.finish()
 
 
-def convnext_large_time(repeats: int = 5) -> None:
+def convnext_large_time(bench: Bench, repeats: int = 5) -> None:
     """The issue's target: ConvNeXt-L at 224x224 "well under a second" (model built on CPU)."""
     model = M.convnext_large().eval()
-    cnnlab.summary(model, (3, 224, 224))
-    elapsed = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        cnnlab.summary(model, (3, 224, 224))
-        elapsed.append(time.perf_counter() - start)
-    print(f"\n== cnnlab.summary(convnext_large, 3x224x224) on meta: median "
-          f"{statistics.median(elapsed):.3f} s, min {min(elapsed):.3f} s over {repeats}")
+    sample = bench.alternate({"summary": lambda: cnnlab.summary(model, (3, 224, 224))},
+                             rounds=repeats, warmup=1)["summary"]
+    bench.note("cnnlab.summary(convnext_large, 3x224x224) on meta: ", seconds(sample))
 
 
 if __name__ == "__main__":
     main()
-    convnext_large_time()

@@ -5,8 +5,8 @@ Baseline ("textbook"): torchvision.datasets.FashionMNIST + transforms.ToTensor +
 cnnlab: ``Trainer.train_epoch`` — one uint8 tensor in memory, batches sliced and normalised on
 the device by a background producer, precision chosen by ``auto`` (measured: bf16 + channels_last
 or fp32 NCHW). Both train the same architecture on the same number of images with the same batch;
-the two are alternated (``--rounds``) and the best round of each is kept, so that the load of a
-shared CPU hits both alike. The ratio is the figure; absolute img/s depend on the load.
+the two are alternated (``--rounds``, benchmarks/_harness.py) and the median and spread of each
+are reported, with the median of the per-round ratios.
 
     python benchmarks/bench_train_speed.py [--models lenet5 resnet20 resnet18] [--images 2560]
     python benchmarks/bench_train_speed.py --bare   # the bare step's ceiling: fp32 vs bf16
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _harness import Bench, Sample, add_arguments, figure, ratio, times
 
 from cnnlab.data import load_dataset
 from cnnlab.data.datasets import find_idx_dir
@@ -81,31 +82,45 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--bare", action="store_true",
                         help="instead: time a bare forward + backward, fp32 NCHW vs bf16 + channels_last")
+    add_arguments(parser)
     args = parser.parse_args()
+    bench = Bench.from_args(args)
     if args.bare:
-        print(f"{'model':<10} {'fp32 NCHW ms':>13} {'bf16 CL ms':>11} {'ratio':>6}")
+        table = bench.table("model", "fp32 NCHW ms", "bf16 CL ms", "ratio",
+                            title="bare forward + backward, batch "
+                                  f"{args.batch} (best of 5, as --precision auto times it)")
         for name in args.models:  # forward + backward on random images: what `auto` times
             torch.manual_seed(0)
             model = create_model(name, num_classes=10, in_chans=1, input_size=28)
             images, labels = torch.randn(args.batch, 1, 28, 28), torch.randint(0, 10, (args.batch,))
-            _, times = measure_cpu_precision(model, images, labels, repeats=5)
-            fp32, bf16 = times["fp32"], times["bf16"]
-            print(f"{name:<10} {1e3 * fp32:>13,.0f} {1e3 * bf16:>11,.0f} {fp32 / bf16:>5.2f}x", flush=True)
+            _, measured = measure_cpu_precision(model, images, labels, repeats=5)
+            fp32, bf16 = (Sample((measured[k],)) for k in ("fp32", "bf16"))
+            table.row(name, figure(fp32.scaled(1e3), ",.0f"), figure(bf16.scaled(1e3), ",.0f"),
+                      times(ratio(fp32, bf16)))
+        bench.finish()
         return
     train_full = load_dataset("fashion-mnist", "train")
     test_small = load_dataset("fashion-mnist", "test").subset(torch.arange(1000))
+    table = bench.table("model", "textbook img/s", "cnnlab img/s", "ratio", "cnnlab path",
+                        title=f"training images/s, batch {args.batch}, {args.rounds} alternating "
+                              "rounds, median (IQR)")
     with tempfile.TemporaryDirectory() as tmp:
         root = torchvision_root(Path(tmp))
-        print(f"{'model':<10} {'textbook img/s':>15} {'cnnlab img/s':>13} {'ratio':>6}  cnnlab path")
         for name in args.models:
             n = args.images if name != "resnet18" else args.images // 4
             subset = train_full.subset(torch.arange(n))
-            base, ours, how = 0.0, 0.0, ""
-            for _ in range(args.rounds):
-                base = max(base, textbook(name, root, n, args.batch))
+            path = []
+
+            def ours(name=name, subset=subset, path=path):
                 rate, how = cnnlab_path(name, subset, test_small, args.batch, Path(tmp) / name)
-                ours = max(ours, rate)
-            print(f"{name:<10} {base:>15,.0f} {ours:>13,.0f} {ours / base:>5.1f}x  {how}", flush=True)
+                path.append(how)
+                return rate
+
+            rates = bench.alternate({"textbook": lambda name=name, n=n: textbook(
+                name, root, n, args.batch), "cnnlab": ours}, rounds=args.rounds, warmup=0)
+            table.row(name, figure(rates["textbook"], ",.0f"), figure(rates["cnnlab"], ",.0f"),
+                      times(ratio(rates["cnnlab"], rates["textbook"]), ".1f"), path[-1])
+    bench.finish()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ same machinery from :func:`run_stateless`:
 * the model runs in the mode asked for (``training``) and every module's flag is restored after;
 * on the meta device, batch, layer and group norm and same-shape element-wise ops are answered
   without torch's Python reference decompositions (:class:`FastMeta`; 1-2 ms a call otherwise,
-  most of the time of a ResNet-152 check);
+  most of the time of a ResNet-152 check), and so is the output shape of a convolution;
 * a failure becomes a :class:`StandInError` naming the innermost module and the kind of failure,
   classified once, here: ``"small"`` (some output would be empty: a module returned an empty
   tensor, or torch says the input is too small), ``"mismatch"`` (shapes do not fit together) or
@@ -22,7 +22,7 @@ same machinery from :func:`run_stateless`:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -50,7 +50,11 @@ class Frame:
 
     name: str  # path in named_modules(); "" for the model itself
     module: nn.Module
-    input_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    args: tuple = ()  # the call's positional arguments (shapes are read only when needed)
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(a.shape) for a in self.args if isinstance(a, torch.Tensor)]
 
     def describe(self, prefix: str = "") -> str:
         """``layer 'features.3' (MaxPool2d) got input (1, 64, 2, 2)``."""
@@ -86,6 +90,14 @@ _LIKE_INPUT = {"add", "sub", "mul", "div", "relu", "gelu", "silu", "sigmoid", "t
                "clamp", "clamp_min", "threshold", "mish", "softplus", "abs", "square"}
 
 
+def _empty_like(x: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like(x)`` on meta: a dense tensor keeps its strides (what empty_like does for
+    one), made directly (empty_like's meta path costs ~10x more); anything else asks torch."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
+    return torch.empty_like(x)
+
+
 def _meta_batch_norm(func, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Batch norm's (out, save_mean, save_invstd) on meta: an output like the input and two
     statistics (float32 for half inputs), (C,) with batch statistics, empty with running ones (as
@@ -95,18 +107,21 @@ def _meta_batch_norm(func, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     training = func is not aten._native_batch_norm_legit_no_training.default and bool(args[5])
     channels = x.shape[1] if x.dim() > 1 and training else 0
     stats = (torch.empty(channels, dtype=stat, device="meta") for _ in range(2))
-    return (torch.empty_like(x), *stats)
+    return (_empty_like(x), *stats)
 
 
 class FastMeta(TorchDispatchMode):
     """Answers normalisation and same-shape element-wise ops on meta tensors directly; everything
-    else (and every op on real tensors) goes to torch. Outside any caller's dispatch mode, so a
-    tracer inside it still sees every op."""
+    else (and every op on real tensors) goes to torch. A caller's mode that sees every op (the
+    analysis trace) subclasses it and calls :meth:`run` for the op itself: one Python dispatch per
+    op instead of two stacked modes."""
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
+    def run(self, func, args, kwargs):
         out = _fast_meta(func, args, kwargs)
         return func(*args, **kwargs) if out is None else out
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return self.run(func, args, kwargs or {})
 
 
 def _meta_layer_norm(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
@@ -126,13 +141,79 @@ def _meta_group_norm(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | 
     x, n, channels, groups = args[0], args[3], args[4], args[6]
     if x.dim() < 2 or x.shape[1] != channels or channels % groups:
         return None
-    return (torch.empty_like(x), *(torch.empty((n, groups), dtype=x.dtype, device="meta")
+    return (_empty_like(x), *(torch.empty((n, groups), dtype=x.dtype, device="meta")
                                    for _ in range(2)))
+
+
+def _meta_convolution(args) -> torch.Tensor | None:
+    """A (non-transposed) convolution's meta output, contiguous as torch's meta kernel makes it:
+    o = floor((i + 2p - d(k-1) - 1)/s) + 1 per axis; None (torch then says why) unless the shapes
+    fit."""
+    x, weight, _, stride, padding, dilation, transposed = args[:7]
+    groups = args[8]
+    n = weight.dim() - 2
+    if transposed or x.dim() != n + 2 or x.shape[1] != weight.shape[1] * groups or \
+            weight.shape[0] % groups or not (len(stride) == len(padding) == len(dilation) == n):
+        return None
+    out = [(x.shape[2 + a] + 2 * padding[a] - dilation[a] * (weight.shape[2 + a] - 1) - 1)
+           // stride[a] + 1 for a in range(n)]
+    if min(out, default=1) < 1:
+        return None
+    return torch.empty((x.shape[0], weight.shape[0], *out), dtype=x.dtype, device="meta")
+
+
+def _meta_matmul(func, args) -> torch.Tensor | None:
+    """mm (n, k) @ (k, m), addmm(bias, ...) and bmm (b, n, k) @ (b, k, m) on meta: a contiguous
+    (n, m) / (b, n, m) output, as torch's meta kernels make it; None unless the shapes fit."""
+    bias, (a, b) = (args[0], args[1:3]) if func is aten.addmm.default else (None, args[:2])
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dtype != b.dtype:
+        return None
+    batched = func is aten.bmm.default
+    if a.dim() != 2 + batched or b.dim() != 2 + batched or a.shape[-1] != b.shape[-2] or (
+            batched and a.shape[0] != b.shape[0]):
+        return None
+    shape = (*a.shape[:-1], b.shape[-1])
+    if bias is not None and (bias.dtype != a.dtype or _broadcast(bias.shape, shape) != shape):
+        return None
+    return torch.empty(shape, dtype=a.dtype, device="meta")
+
+
+def _broadcast(*shapes) -> tuple[int, ...] | None:
+    """The broadcast shape of ``shapes`` (aligned on the right), None when they do not broadcast."""
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for i in range(ndim):
+        sizes = {s[len(s) - ndim + i] for s in shapes if len(s) - ndim + i >= 0} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _meta_broadcasting(func, args, kwargs) -> torch.Tensor | None:
+    """A same-dtype element-wise op of contiguous tensors that broadcast: a contiguous output of
+    the broadcast shape (the layout torch's iterator picks when every input is contiguous); the
+    in-place form returns its first input when that already has the output's shape."""
+    tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
+    first = args[0]
+    if any(t.dtype != first.dtype or t.device.type != "meta" or not t.is_contiguous()
+           for t in tensors):
+        return None
+    shape = _broadcast(*(t.shape for t in tensors))
+    if shape is None:
+        return None
+    if func.overloadpacket.__name__.endswith("_"):
+        return first if tuple(first.shape) == shape else None
+    return torch.empty(shape, dtype=first.dtype, device="meta")
 
 
 def _fast_meta(func, args, kwargs):
     if not args or not isinstance(args[0], torch.Tensor) or args[0].device.type != "meta":
         return None
+    if func is aten.convolution.default:
+        return _meta_convolution(args)
+    if func in (aten.mm.default, aten.addmm.default, aten.bmm.default):
+        return _meta_matmul(func, args) if not kwargs else None
     if func in _BATCH_NORMS:
         x, weight = args[0], args[1]
         if isinstance(weight, torch.Tensor) and x.dim() > 1 and weight.shape[0] != x.shape[1]:
@@ -151,8 +232,8 @@ def _fast_meta(func, args, kwargs):
     for a in list(args[1:]) + list(kwargs.values()):
         if isinstance(a, torch.Tensor) and (a.shape != first.shape or a.dtype != first.dtype
                                             or a.stride() != first.stride()):
-            return None
-    return first if name.endswith("_") else torch.empty_like(first)
+            return _meta_broadcasting(func, args, kwargs)
+    return first if name.endswith("_") else _empty_like(first)
 
 
 def stand_ins(model: nn.Module, like: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -187,7 +268,8 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
         pre_hook: called as ``pre_hook(frame, stack)`` when a module call starts (the frame is on
             top of ``stack``).
         post_hook: called as ``post_hook(frame, output)`` when it returns.
-        dispatch_mode: a ``TorchDispatchMode`` that sees every aten op of the call.
+        dispatch_mode: a ``TorchDispatchMode`` that sees every aten op of the call (a
+            :class:`FastMeta` subclass takes the meta shortcuts itself).
 
     Raises:
         StandInError: the forward failed; its ``kind`` and ``frame`` say what and where.
@@ -197,8 +279,7 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
     stack: list[Frame] = []
 
     def pre(module: nn.Module, args: tuple) -> None:
-        shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
-        stack.append(Frame(names.get(id(module), type(module).__name__), module, shapes))
+        stack.append(Frame(names.get(id(module), type(module).__name__), module, args))
         if pre_hook is not None:
             pre_hook(stack[-1], stack)
 
@@ -216,8 +297,9 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
             handles.append(m.register_forward_pre_hook(pre))
             handles.append(m.register_forward_hook(post))
         model.train(training)
-        with FastMeta():
-            if dispatch_mode is None:
+        mode = dispatch_mode if isinstance(dispatch_mode, FastMeta) else FastMeta()
+        with mode:
+            if dispatch_mode is None or dispatch_mode is mode:
                 return torch.func.functional_call(model, state, (inputs,), strict=False)
             with dispatch_mode:
                 return torch.func.functional_call(model, state, (inputs,), strict=False)

@@ -18,6 +18,7 @@ from cnnlab.nn import (
     ExplicitSparseConv2d,
     conv1d,
     conv2d,
+    correlation,
     explicit,
 )
 
@@ -165,3 +166,32 @@ def test_lenet5_trains_the_same_both_ways():
     for (name, p), (_, q) in zip(native.named_parameters(), twin.named_parameters(), strict=True):
         assert not torch.equal(p, start[name]), f"{name} did not move"
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("budget", [1, 60, 400])  # a row per block, bands of rows, sample groups
+@pytest.mark.parametrize("stride, padding, dilation, groups", [
+    (1, 0, 1, 1), (2, 1, 1, 2), ((1, 3), (2, 0), (1, 2), 1),
+])
+def test_blocked_columns_give_the_same_convolution(monkeypatch, budget, stride, padding, dilation,
+                                                   groups):
+    """The windows are copied and multiplied a block at a time (cnnlab.nn.correlation.blocks):
+    forward and all three gradients must not depend on where the blocks are cut."""
+    monkeypatch.setattr(correlation, "BLOCK_VALUES", budget)
+    torch.manual_seed(budget)
+    x = torch.randn(3, 2 * groups, 9, 8, **F64)
+    w = torch.randn(2 * groups, 2, 3, 2, **F64)
+    b = torch.randn(2 * groups, **F64)
+    _compare(lambda x, w, b: conv2d(x, w, b, stride, padding, dilation, groups),
+             lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), x, w, b)
+
+
+@settings(max_examples=30, deadline=None)
+@given(batch=st.integers(1, 5), out_h=st.integers(1, 9), per_row=st.integers(1, 50),
+       budget=st.integers(1, 200))
+def test_blocks_cover_every_sample_and_row_once(batch, out_h, per_row, budget):
+    seen = torch.zeros(batch, out_h, dtype=torch.int64)
+    for samples, rows in correlation.blocks(batch, out_h, per_row, budget):
+        assert (samples.stop - samples.start) * (rows.stop - rows.start) * per_row <= budget \
+            or (samples.stop - samples.start, rows.stop - rows.start) == (1, 1)
+        seen[samples, rows] += 1
+    assert torch.all(seen == 1)

@@ -58,33 +58,71 @@ def _numel(x) -> int:
     return 0
 
 
+_KINDS: dict = {}  # aten op -> its kind below, decided once per op (names and tags do not change)
+
+
+def _kind(func) -> str:
+    kind = _KINDS.get(func)
+    if kind is None:
+        name = func.overloadpacket.__name__
+        if name in MAC_OPS and func.overloadpacket in flop_registry:
+            kind = "mac"
+        elif name in FREE_OPS:
+            kind = "free"
+        elif name in NORM_OPS:
+            kind = "norm"
+        elif "pool" in name and "backward" not in name:
+            kind = "adaptive_pool" if "adaptive" in name else "pool"
+        elif name in REDUCE_OPS:
+            kind = "reduce"
+        elif torch.Tag.pointwise in func.tags or name.startswith(("upsample", "_upsample")):
+            kind = "pointwise"
+        else:
+            kind = "uncounted"
+        _KINDS[func] = kind
+    return kind
+
+
 def op_cost(func, args, kwargs, out) -> tuple[int, dict[str, int], str | None]:
     """(MACs, {category: elementary ops}, name of the op if it computes without a formula)."""
-    name = func.overloadpacket.__name__
-    packet = func.overloadpacket
-    if packet in flop_registry and name in MAC_OPS:
-        macs = flop_registry[packet](*args, out_val=out, **(kwargs or {})) // 2
+    kind = _kind(func)
+    if kind == "mac":
+        name = func.overloadpacket.__name__
+        formula = flop_registry[func.overloadpacket]
+        formula = getattr(formula, "__wrapped__", formula)  # the formula itself, on shapes
+        shapes = [a.shape if isinstance(a, torch.Tensor) else a for a in args]
+        kw_shapes = {k: _shape(v) for k, v in (kwargs or {}).items()}
+        macs = formula(*shapes, out_shape=_shape(out), **kw_shapes) // 2
         bias = args[2] if name in ("convolution", "_convolution") else (
             args[0] if name in ("addmm", "baddbmm") else None)
         other = {"bias": _numel(out)} if isinstance(bias, torch.Tensor) else {}
         return macs, other, None
-    if name in FREE_OPS or not isinstance(out, (torch.Tensor, tuple, list)):
+    if kind == "free" or not isinstance(out, (torch.Tensor, tuple, list)):
         return 0, {}, None
-    if name in NORM_OPS:
+    if kind == "norm":
         return 0, {"norm": _numel(out)}, None
-    if "pool" in name and "backward" not in name:
+    if kind in ("pool", "adaptive_pool"):
         first = out[0] if isinstance(out, (tuple, list)) else out
-        if "adaptive" in name:  # window = input / output size along each pooled axis
+        if kind == "adaptive_pool":  # window = input / output size along each pooled axis
             window = args[0].numel() // max(first.numel(), 1)
         else:
             kernel = _as_list(args[1])
             window = math.prod(kernel * (first.dim() - 2) if len(kernel) == 1 else kernel)
         return 0, {"pool": first.numel() * max(window, 1)}, None
-    if name in REDUCE_OPS:
+    if kind == "reduce":
         return 0, {"elementwise": _numel(args[0])}, None
-    if torch.Tag.pointwise in func.tags or name.startswith(("upsample", "_upsample")):
+    if kind == "pointwise":
         return 0, {"elementwise": _numel(out)}, None
-    return 0, {}, name
+    return 0, {}, func.overloadpacket.__name__
+
+
+def _shape(out):
+    """What torch's ``shape_wrapper`` hands a formula as ``out_shape``: shapes for tensors."""
+    if isinstance(out, torch.Tensor):
+        return out.shape
+    if isinstance(out, (tuple, list)):
+        return type(out)(_shape(o) for o in out)
+    return out
 
 
 def _as_list(v) -> list[int]:

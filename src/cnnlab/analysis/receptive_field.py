@@ -20,7 +20,7 @@ ignored, as in the standard convention (they act per unit in eval mode).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -37,8 +37,8 @@ class Axis:
 
     def window(self, kernel: float, stride: float, padding: float, dilation: float = 1) -> Axis:
         """r + d(k-1) j, start - p j, j s (the recurrence above)."""
-        return replace(self, size=self.size + dilation * (kernel - 1) * self.jump,
-                       start=self.start - padding * self.jump, jump=self.jump * stride)
+        return Axis(self.axis, self.size + dilation * (kernel - 1) * self.jump,
+                    self.jump * stride, self.start - padding * self.jump, self.aligned)
 
     def whole(self, length: int) -> Axis:
         """The field of a unit that sees all ``length`` units along this axis (global pooling)."""

@@ -146,14 +146,20 @@ def _adaptive_pool(args, kwargs, shape, get) -> tuple[Field, bool] | None:
         i % m == 0 for i, m in zip(ins, shape[-n:], strict=True))
 
 
-def propagate(func, args, kwargs, out, get) -> tuple[Field | None, bool]:
+def propagate(func, args, kwargs, out, get, tensors=None, memo=None) -> tuple[Field | None, bool]:
     """The field of the (first) output of ``func`` given its inputs' fields (``get(tensor)``).
 
-    Returns (field, exact): ``exact`` is False when no rule knows the op and every input axis is
-    conservatively collapsed (each output unit assumed to see its inputs' whole extent).
+    ``tensors``: the input tensors when the caller has them already (default: found in ``args``
+    and ``kwargs``, one level deep). ``memo``: a dict the caller keeps for one trace, in which
+    the element-wise rule of a single same-shape input (a norm, an activation) is remembered per
+    field (the rule is idempotent, so a chain conv -> norm -> relu computes it once).
+    Returns (field, exact): ``exact`` is False when no rule knows
+    the op and every input axis is conservatively collapsed (each output unit assumed to see its
+    inputs' whole extent).
     """
-    tensors = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
-    fielded = [(t.shape, get(t)) for t in tensors if get(t) is not None]
+    if tensors is None:
+        tensors = [a for a in _flat(args, kwargs) if isinstance(a, torch.Tensor)]
+    fielded = [(t.shape, f) for t in tensors if (f := get(t)) is not None]
     if not fielded:
         return None, True
     out0 = out[0] if isinstance(out, (tuple, list)) else out
@@ -164,6 +170,13 @@ def propagate(func, args, kwargs, out, get) -> tuple[Field | None, bool]:
     found = rule(args, kwargs, shape, get) if rule is not None else None
     if found is not None:
         return found
+    if memo is not None and len(fielded) == 1 and fielded[0][0] == shape:
+        key = (id(fielded[0][1]), tuple(shape))
+        if key not in memo:
+            result = _elementwise(shape, fielded)
+            memo[key] = (fielded[0][1], result)  # the field is kept: its id stays its own
+            memo[(id(result), tuple(shape))] = (result, result)
+        return memo[key][1], True
     if all(_broadcastable(s_, shape) for s_, _ in fielded):
         return _elementwise(shape, fielded), True
     collapsed = [a for s_, f in fielded for a in whole_axes(f.dims) + list(f.collapsed)]

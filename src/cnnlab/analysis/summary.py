@@ -166,10 +166,21 @@ def summary(model: nn.Module, input_size: Sequence[int], depth: int | None = Non
         raise ShapeError(f"{type(model).__name__} cannot take an input of {shape}: "
                          f"{err.where()}: {err.text}. Try another --input size.") from None
     param_count: dict[int, tuple[int, int]] = {}
+    distinct: dict[int, dict[int, nn.Parameter]] = {}
+
+    def params_of(module: nn.Module) -> dict[int, nn.Parameter]:
+        """The module's parameters, each tensor once (the set ``module.parameters()`` yields),
+        built bottom-up once per module instead of walking every subtree for every row."""
+        if id(module) not in distinct:
+            found = {id(p): p for p in module.parameters(recurse=False)}
+            for child in module.children():
+                found.update(params_of(child))
+            distinct[id(module)] = found
+        return distinct[id(module)]
 
     def count(module: nn.Module) -> tuple[int, int]:
         if id(module) not in param_count:
-            ps = list(module.parameters())
+            ps = list(params_of(module).values())
             param_count[id(module)] = (sum(p.numel() for p in ps),
                                        sum(p.numel() for p in ps if p.requires_grad))
         return param_count[id(module)]

@@ -23,14 +23,11 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
-from torch.utils.weak import WeakTensorKeyDictionary
 
 from cnnlab.analysis.macs import op_cost
 from cnnlab.analysis.receptive_field import Field, input_field
 from cnnlab.analysis.rf_ops import propagate
-from cnnlab.stateless import Frame, run_stateless, stand_ins
+from cnnlab.stateless import FastMeta, Frame, run_stateless, stand_ins
 
 
 @dataclass
@@ -72,47 +69,84 @@ def _storage_key(t: torch.Tensor) -> int:
     return t.untyped_storage()._cdata
 
 
-class _Tracer(TorchDispatchMode):
+def tensors_in(obj) -> list[torch.Tensor]:
+    """The tensors in nested tuples, lists and dicts, in order (what ``tree_flatten`` finds, without
+    its per-node registry lookups: the trace calls this a few times for every operation)."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    found: list[torch.Tensor] = []
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            found.append(item)
+        elif isinstance(item, (tuple, list)):
+            stack.extend(reversed(item))
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+    return found
+
+
+class _Tracer(FastMeta):
+    """Sees every aten op of the forward. A tensor's receptive field rides on the tensor itself
+    (an attribute tagged with this tracer, so it dies with the tensor and no other trace reads
+    it): cheaper than a weak dictionary, which the trace would consult for every input of every
+    op."""
+
     def __init__(self, stack: list[Call], param_names: dict[int, str]) -> None:
         super().__init__()
         self.stack = stack
-        self.fields = WeakTensorKeyDictionary()
-        self.exact = WeakTensorKeyDictionary()
         self.param_names = param_names
         self.param_call: dict[str, Call | None] = {}  # parameter -> innermost call first using it
         self.uncounted: dict[str, int] = defaultdict(int)
         self.inexact: dict[str, int] = defaultdict(int)
         self.largest = 0
+        self.memo: dict = {}  # for cnnlab.analysis.rf_ops.propagate
+
+    def tag(self, t: torch.Tensor, field_: Field, exact: bool) -> None:
+        t._cnnlab_field = (self, field_, exact)
+
+    def field(self, t: torch.Tensor) -> Field | None:
+        tag = getattr(t, "_cnnlab_field", None)
+        return tag[1] if tag is not None and tag[0] is self else None
+
+    def exact(self, t: torch.Tensor) -> bool:
+        tag = getattr(t, "_cnnlab_field", None)
+        return tag[2] if tag is not None and tag[0] is self else True
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)  # meta shortcuts: cnnlab.stateless.FastMeta, outside this mode
+        out = self.run(func, args, kwargs)  # with the meta shortcuts of cnnlab.stateless.FastMeta
         macs, other, uncounted = op_cost(func, args, kwargs, out)
-        field_, exact = propagate(func, args, kwargs, out, self.fields.get)
-        flat_in = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
-        exact = exact and all(self.exact.get(a, True) for a in flat_in)
-        outs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
+        flat_in = tensors_in(args)
+        if kwargs:
+            flat_in += tensors_in(kwargs)
+        field_, exact = propagate(func, args, kwargs, out, self.field, flat_in, self.memo)
+        exact_in = all(self.exact(a) for a in flat_in)
+        outs = tensors_in(out)
         if field_ is not None:
+            exact = exact and exact_in
             for o in outs:
                 if o.shape == outs[0].shape:
-                    self.fields[o] = field_
-                    self.exact[o] = exact
-            if not exact and all(self.exact.get(a, True) for a in flat_in):
+                    self.tag(o, field_, exact)
+            if not exact and exact_in:
                 self.inexact[func.overloadpacket.__name__] += 1  # where the bound first entered
         if outs:
             self.largest = max(self.largest, sum(o.untyped_storage().nbytes() for o in outs))
-        for a in flat_in:
-            name = self.param_names.get(_storage_key(a))
-            if name is not None and name not in self.param_call:
-                self.param_call[name] = self.stack[-1] if self.stack else None
+        if self.param_names:
+            for a in flat_in:
+                name = self.param_names.get(_storage_key(a))
+                if name is not None and name not in self.param_call:
+                    self.param_call[name] = self.stack[-1] if self.stack else None
         if uncounted is not None:
             self.uncounted[uncounted] += 1
-        for call in self.stack:
-            call.macs += macs
-            for k, v in other.items():
-                call.ops[k] += v
-        if self.stack:
-            self.stack[-1].self_macs += macs
+        if macs or other:
+            for call in self.stack:
+                call.macs += macs
+                for k, v in other.items():
+                    call.ops[k] += v
+            if self.stack:
+                self.stack[-1].self_macs += macs
         return out
 
 
@@ -138,11 +172,11 @@ def run_trace(model: nn.Module, inputs: torch.Tensor, train: bool) -> Trace:
 
     def post_hook(frame: Frame, output) -> None:
         call = stack.pop()
-        tensors = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
+        tensors = tensors_in(output)
         if tensors:
             call.output_shape = tuple(tensors[0].shape)
-            call.field = tracer.fields.get(tensors[0])
-            call.field_exact = tracer.exact.get(tensors[0], True)
+            call.field = tracer.field(tensors[0])
+            call.field_exact = tracer.exact(tensors[0])
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         key = _storage_key(t)
@@ -156,7 +190,7 @@ def run_trace(model: nn.Module, inputs: torch.Tensor, train: bool) -> Trace:
         return t
 
     inputs.requires_grad_(False)
-    tracer.fields[inputs] = input_field(inputs.shape)
+    tracer.tag(inputs, input_field(inputs.shape), True)
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         run_stateless(model, inputs, train, state=state, pre_hook=pre_hook, post_hook=post_hook,
                       dispatch_mode=tracer)
