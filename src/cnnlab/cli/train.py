@@ -111,10 +111,11 @@ def refuse_beside_resume(args: argparse.Namespace, command: str, ignored: dict[s
     given = [flag for dest, flag in ignored.items()
              if getattr(args, dest, None) not in (None, False, defaults.get(dest))]
     if given:
-        raise ConfigError(f"{', '.join(given)} cannot be changed with --resume: the run in "
-                          f"{args.resume} continues with its own saved config and folder (run "
-                          f"`cnnlab {command} --resume {args.resume}` alone, or with --epochs, "
-                          f"--lr or --set to change those)")
+        raise ConfigError(f"{', '.join(given)} cannot be given with --resume, which would ignore "
+                          f"{'them' if len(given) > 1 else 'it'}: the run in {args.resume} continues "
+                          f"with its own saved config, in its own folder; run `cnnlab {command} "
+                          f"--resume {args.resume}` alone, or with --epochs, --lr or --set to "
+                          f"change those")
 
 
 def run(args: argparse.Namespace) -> int:
