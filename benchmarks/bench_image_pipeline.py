@@ -29,13 +29,12 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from _harness import textbook_loop
 
 CASES = (("resnet20", 64), ("resnet18", 112))
 
@@ -81,16 +80,7 @@ def textbook(root: Path, name: str, size: int, images: int, batch: int) -> float
     data = torch.utils.data.Subset(data, range(images))
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, num_workers=2)
     torch.manual_seed(0)
-    model = create_model(name, num_classes=3, in_chans=3, input_size=size).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    start, seen = time.perf_counter(), 0
-    for x, y in loader:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        seen += len(y)
-    return seen / (time.perf_counter() - start)
+    return textbook_loop(create_model(name, num_classes=3, in_chans=3, input_size=size), loader)
 
 
 def _config(root: Path, name: str, size: int, in_memory: str, batch: int):

@@ -18,12 +18,10 @@ import argparse
 import gzip
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from _harness import Bench, Sample, add_arguments, figure, ratio, times
+from _harness import Bench, Sample, add_arguments, figure, ratio, textbook_loop, times
 
 from cnnlab.data import load_dataset
 from cnnlab.data.datasets import find_idx_dir
@@ -53,16 +51,7 @@ def textbook(name: str, root: Path, images: int, batch: int) -> float:
     data = torch.utils.data.Subset(data, range(images))
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True)
     torch.manual_seed(0)
-    model = create_model(name, num_classes=10, in_chans=1, input_size=28).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    start, seen = time.perf_counter(), 0
-    for x, y in loader:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        seen += len(y)
-    return seen / (time.perf_counter() - start)
+    return textbook_loop(create_model(name, num_classes=10, in_chans=1, input_size=28), loader)
 
 
 def cnnlab_path(name: str, train_set, test_set, batch: int, out: Path) -> tuple[float, str]:

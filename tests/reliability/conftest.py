@@ -4,7 +4,6 @@ per test session and copied into a fresh folder for each case (which then breaks
 from __future__ import annotations
 
 import shutil
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,6 @@ import torch
 from torchvision.io import encode_png, write_file
 
 from cnnlab.cli import main
-from cnnlab.data import datasets as ds
 from cnnlab.data import write_idx
 
 from ..conftest import make_images
@@ -63,17 +61,10 @@ def workspace_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def workspace(workspace_template, tmp_path, monkeypatch) -> Path:
-    """A fresh copy of the template as the current folder; no system data, no cache, no network."""
-    root = tmp_path / "ws"
+def workspace(workspace_template, isolated, monkeypatch) -> Path:
+    """A fresh copy of the template as the current folder; no system data, no cache, no network
+    (``isolated``)."""
+    root = isolated / "ws"
     shutil.copytree(workspace_template, root, symlinks=True)
     monkeypatch.chdir(root)
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(ds, "DEBIAN_ROOT", tmp_path / "debian")
-
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
     return root
