@@ -8,10 +8,11 @@ Baseline ("textbook"): ``torchvision.datasets.ImageFolder`` with the same v2 tra
 streamed training (``RandomResizedCrop(size)``, horizontal flip; then to float and normalised) and
 ``DataLoader(shuffle=True, num_workers=2)`` feeding an fp32 NCHW model with SGD + momentum.
 cnnlab: ``Trainer.train_epoch`` on the folder with ``data.in_memory=false`` and ``data.workers=2``
-(the decoding workers, then the device-side batch path, precision ``auto``). Both see the same
-``--images`` training images with the same batch size, each round starting its workers afresh;
-the two are alternated (``--rounds``) and the best round of each is kept, so that the load of a
-shared machine hits both alike. The ratio is the figure; absolute img/s depend on the load.
+(the decoding workers, then the device-side batch path, precision ``auto``), and the same epoch
+with ``data.in_memory=true`` (decoded once beforehand: the training step alone, the ceiling of any
+input pipeline on this machine). All see the same ``--images`` training images with the same batch
+size, each round starting its workers afresh; they are alternated (``--rounds``, through
+``benchmarks/_harness.py``) and each ratio is the median of the per-round ratios.
 
 Peak memory: one subprocess per mode loads the train split (``data.in_memory=true``: the whole
 decoded split; ``false``: the file list) and passes once over it in training batches; a tiny
@@ -20,7 +21,7 @@ launcher process reports the peak resident set of the largest process below it
 Run it on two folder sizes (``--folder-images``) to see which of the two grows with the folder.
 
     python benchmarks/bench_image_pipeline.py                 # ResNet-20 @ 64 px, ResNet-18 @ 112 px
-    python benchmarks/bench_image_pipeline.py --folder-images 600 --images 256 --rounds 1  # smoke
+    python benchmarks/bench_image_pipeline.py --folder-images 300 600 --images 128 --rounds 1  # smoke
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ import argparse
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from _harness import textbook_loop
+from _harness import Bench, add_arguments, figure, ratio, textbook_loop, times
 
 CASES = (("resnet20", 64), ("resnet18", 112))
 
@@ -56,15 +56,6 @@ def write_folder(root: Path, n_train: int, n_test: int = 30, seed: int = 0) -> P
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path, quality=90)
     return root
-
-
-def best_rates(measures: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    """The timing loop: run each measurement once per round, alternating; keep each one's best."""
-    best = dict.fromkeys(measures, 0.0)
-    for _ in range(rounds):
-        for name, measure in measures.items():
-            best[name] = max(best[name], measure())
-    return best
 
 
 def textbook(root: Path, name: str, size: int, images: int, batch: int) -> float:
@@ -94,12 +85,14 @@ def _config(root: Path, name: str, size: int, in_memory: str, batch: int):
         "train.tensorboard": False})
 
 
-def cnnlab_streaming(root: Path, name: str, size: int, images: int, batch: int, out: Path,
-                     notes: dict) -> float:
+def cnnlab_epoch(root: Path, name: str, size: int, images: int, batch: int, out: Path,
+                 notes: dict, in_memory: str = "false") -> float:
+    """Training images/s of one ``Trainer.train_epoch`` over the first ``images`` of train/:
+    streamed (``in_memory="false"``), or decoded once beforehand (``"true"``: the step alone)."""
     from cnnlab.data import load_dataset
     from cnnlab.train import Trainer
 
-    config = _config(root, name, size, "false", batch)
+    config = _config(root, name, size, in_memory, batch)
     options = config.data.loader_kwargs()
     train = load_dataset("imagefolder", "train", **options).subset(torch.arange(images))
     test = load_dataset("imagefolder", "test", **options)
@@ -138,37 +131,51 @@ def peak_rss(root: Path, in_memory: str, size: int, batch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder-images", type=int, default=3000, help="JPEGs in train/")
-    parser.add_argument("--images", type=int, default=1024, help="training images per measurement")
+    parser.add_argument("--folder-images", type=int, nargs="+", default=[3000, 6000],
+                        help="JPEGs in train/; the speed is measured on the first folder, the "
+                             "peak memory on each")
+    parser.add_argument("--images", type=int, default=512, help="training images per measurement")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--folder", type=Path, default=None, help="use this folder (else generated)")
     parser.add_argument("--size", type=int, default=112, help="(--rss-child) image size")
     parser.add_argument("--rss-child", choices=("true", "false"), default=None, help=argparse.SUPPRESS)
+    add_arguments(parser)
     args = parser.parse_args()
     if args.rss_child:
         return peak_rss_child(args.folder, args.rss_child, args.size, args.batch)
+    bench = Bench.from_args(args)
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.folder or write_folder(Path(tmp) / "photos", args.folder_images)
-        n_train = sum(1 for _ in (root / "train").rglob("*.jpg"))
-        images = min(args.images, n_train)
-        print(f"{n_train:,} training JPEGs (320x240 to 500x375), {images:,} per measurement, "
-              f"batch {args.batch}, best of {args.rounds} alternating rounds; "
-              f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+        roots = [args.folder] if args.folder else \
+            [write_folder(Path(tmp) / f"photos{n}", n) for n in args.folder_images]
+        counts = [sum(1 for _ in (root / "train").rglob("*.jpg")) for root in roots]
+        images = min(args.images, counts[0])
+        speed = bench.table(
+            "model", "size", "textbook img/s", "cnnlab streaming img/s", "streaming / textbook",
+            "step alone (in memory) img/s", "streaming / step alone",
+            title=f"training images/s, {counts[0]:,} JPEGs of 320x240 to 500x375, {images:,} "
+                  f"images per measurement, batch {args.batch}, median of {args.rounds} "
+                  f"alternating rounds, 2 decoding workers each")
         notes: dict[str, str] = {}
-        print(f"{'model':<10} {'size':>5} {'textbook img/s':>15} {'cnnlab img/s':>13} {'ratio':>6}")
         for name, size in CASES:
-            common = (root, name, size, images, args.batch)
-            rates = best_rates({
+            common = (roots[0], name, size, images, args.batch)
+            out = Path(tmp) / "run"
+            rates = bench.alternate({
                 "textbook": lambda common=common: textbook(*common),
-                "cnnlab": lambda common=common: cnnlab_streaming(*common, Path(tmp) / "run", notes),
-            }, args.rounds)
-            print(f"{name:<10} {size:>5} {rates['textbook']:>15.1f} {rates['cnnlab']:>13.1f} "
-                  f"{rates['cnnlab'] / rates['textbook']:>5.2f}x  ({notes[name]})")
-        print(f"\npeak RSS of one pass over train/ at 112 px ({n_train:,} images; the largest "
-              f"process, MiB)")
-        for mode, label in (("false", "streaming"), ("true", "in memory")):
-            print(f"  {label:<10} {peak_rss(root, mode, 112, args.batch):>8.0f}")
+                "streaming": lambda common=common, out=out: cnnlab_epoch(*common, out, notes),
+                "in memory": lambda common=common, out=out: cnnlab_epoch(*common, out, notes, "true"),
+            }, rounds=args.rounds, warmup=0)
+            speed.row(f"{name} ({notes[name]})", size, figure(rates["textbook"]),
+                      figure(rates["streaming"]), times(ratio(rates["streaming"], rates["textbook"])),
+                      figure(rates["in memory"]),
+                      times(ratio(rates["streaming"], rates["in memory"])))
+        memory = bench.table("train/ JPEGs", "streaming peak RSS", "in memory peak RSS",
+                             title="peak RSS (MiB) of one pass over train/ at 112 px, the largest "
+                                   "process (the trainer or one of its decoding workers)")
+        for root, count in zip(roots, counts, strict=True):
+            memory.row(f"{count:,}", f"{peak_rss(root, 'false', 112, args.batch):.0f}",  # not a timing
+                       f"{peak_rss(root, 'true', 112, args.batch):.0f}")
+    bench.finish()
 
 
 if __name__ == "__main__":
