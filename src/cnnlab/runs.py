@@ -45,7 +45,7 @@ class EvalSettings:
     def of_run(cls, config: RunConfig) -> EvalSettings:
         """The settings the Trainer evaluated ``config``'s run with after each epoch."""
         t = config.train
-        return cls(t.device, t.precision, t.channels_last, "flip" if t.tta_flip else "none",
+        return cls(t.device, t.precision, t.channels_last, t.tta_mode(),
                    t.eval_batch_size)
 
     def override(self, tta: str | None = None, precision: str | None = None,
