@@ -8,8 +8,9 @@ runs all views of a batch through the model as one batch of ``views * N`` images
 **One definition, everywhere**: the prediction for an image is the mean over its views of the
 softmax probabilities, p = sum_v w_v softmax(z_v) with the mode's view weights w_v
 (:data:`VIEW_WEIGHTS`, equal ones 1/V unless listed; :func:`average_probabilities`). Training's
-``train.tta_flip`` is mode ``flip`` (with ``train.tta_shift``: ``flip_shift``), so the accuracy in metrics.csv, ``cnnlab evaluate --tta flip``
-and the report agree; with one view the loss is the exact cross-entropy of the logits.
+``train.tta_flip`` is mode ``flip`` (with ``train.tta_shift``: ``flip_shift``), so the accuracy in
+metrics.csv, ``cnnlab evaluate`` (which reads the run's mode) and the report agree; with one
+view the loss is the exact cross-entropy of the logits.
 
 Modes and views, in this order (``V`` views):
 

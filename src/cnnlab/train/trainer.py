@@ -214,7 +214,8 @@ class Trainer:
 
         * ``epoch`` — epochs completed; ``step`` — optimizer steps done in the next epoch;
         * ``model`` — the raw training weights (``model.safetensors`` holds the EMA weights when
-          EMA is on); ``optimizer``, ``scheduler``, ``scaler``, ``ema``, ``lookahead`` — their ``state_dict()``;
+          EMA is on); ``optimizer``, ``scheduler``, ``scaler``, ``ema``, ``lookahead`` — their
+          ``state_dict()``;
         * ``rng`` — torch's CPU (and CUDA) generator state, for dropout;
         * ``partial`` — the running loss/accuracy sums of the interrupted epoch;
         * ``history``, ``best_acc``, ``bad_epochs``, ``elapsed`` — rows and early-stopping state;
