@@ -140,3 +140,7 @@ def test_flip_shift_prediction_is_the_weighted_mean_of_probabilities():
     torch.testing.assert_close(result.probs, expected)
     nll = -expected[torch.arange(5), ds.labels].log().mean().item()
     assert result.loss == pytest.approx(nll, rel=1e-5)
+    from cnnlab.evaluate.ensemble import ensemble_evaluate  # the same rule in an ensemble
+
+    torch.testing.assert_close(ensemble_evaluate([model], [ds], tta="flip_shift").ensemble.probs,
+                               expected)
