@@ -75,6 +75,7 @@ TECHNIQUES: dict[str, Callable[[RunConfig], list[str] | None]] = {
     "bias-only BatchNorm": _option("bn_weight", True),
     "BatchNorm momentum": _option("bn_momentum", 0.1),  # torch's default
     "logit scale": _option("logit_scale", 1.0),
+    "bias lr scale": _key("train.bias_lr_scale", 1.0, lambda c: c.train.bias_lr_scale != 1),
     "label smoothing": _key("train.label_smoothing", 0.0, lambda c: c.train.label_smoothing > 0),
     "nesterov": _key("train.nesterov", False, lambda c: c.train.nesterov),
     "lookahead": _key("train.lookahead_every", 0, lambda c: c.train.lookahead_every > 0),

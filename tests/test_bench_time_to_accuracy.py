@@ -43,6 +43,7 @@ EXPECTED = {  # technique -> the key it turns off, and the value that means "off
     "bias-only BatchNorm": ("model.options.bn_weight", True),
     "BatchNorm momentum": ("model.options.bn_momentum", 0.1),
     "logit scale": ("model.options.logit_scale", 1.0),
+    "bias lr scale": ("train.bias_lr_scale", 1.0),
     "label smoothing": ("train.label_smoothing", 0.0),
     "nesterov": ("train.nesterov", False),
     "lookahead": ("train.lookahead_every", 0),

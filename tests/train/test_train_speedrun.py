@@ -123,3 +123,20 @@ def test_flip_shift_needs_flip_and_is_the_runs_evaluation(tmp_path, tiny_dataset
     history = trainer.fit()
     direct = evaluate_model(trainer.eval_model, tiny_dataset[1], tta="flip_shift")
     assert history[-1]["test_acc"] == pytest.approx(direct.accuracy, abs=1e-5)
+
+
+def test_bias_lr_scale_gives_norms_and_biases_their_own_learning_rate():
+    from cnnlab.train.optim import build_optimizer
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    config = RunConfig()
+    config.train.lr, config.train.momentum, config.train.bias_lr_scale = 0.1, 0.0, 64.0
+    optimizer = build_optimizer(model, config)
+    decay, no_decay = optimizer.param_groups
+    assert decay["params"] == [model[0].weight] and decay["lr"] == pytest.approx(0.1)
+    assert len(no_decay["params"]) == 3 and no_decay["lr"] == pytest.approx(6.4)
+    before = model[0].bias.detach().clone()
+    model(torch.randn(4, 3)).sum().backward()
+    grad = model[0].bias.grad.clone()
+    optimizer.step()
+    torch.testing.assert_close(model[0].bias, before - 6.4 * grad)  # SGD, no momentum, no decay

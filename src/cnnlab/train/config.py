@@ -84,6 +84,7 @@ class TrainSection:
     momentum: float = 0.9  # SGD momentum (AdamW: beta1)
     nesterov: bool = False  # Nesterov momentum for SGD
     weight_decay: float = 5e-4  # decoupled for AdamW, L2 for SGD; never on norms and biases
+    bias_lr_scale: float = 1.0  # norms and biases learn at lr times this (airbench: 64)
     schedule: str = "cosine"  # cosine, onecycle (linear up, linear down), step or constant
     warmup_epochs: float = 0.0  # linear warm-up from 0 to lr (onecycle: the rising part)
     step_epochs: list[float] = field(default_factory=list)  # step schedule: epochs where lr *= step_gamma
@@ -162,6 +163,7 @@ RANGES = {
     "data.labels_per_class": NON_NEGATIVE, "data.memory_budget_gb": POSITIVE,
     "data.val_fraction": FRACTION, "train.epochs": Range(1), "train.batch_size": Range(1),
     "train.lr": POSITIVE, "train.momentum": FRACTION, "train.weight_decay": NON_NEGATIVE,
+    "train.bias_lr_scale": POSITIVE,
     "train.warmup_epochs": NON_NEGATIVE, "train.step_epochs": NON_NEGATIVE,
     "train.step_gamma": POSITIVE, "train.final_lr_fraction": PROBABILITY,
     "train.label_smoothing": FRACTION, "train.grad_clip": NON_NEGATIVE, "train.ema_decay": FRACTION,

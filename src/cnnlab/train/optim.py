@@ -56,18 +56,25 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch))
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights of convolutions and linear layers only — not on norms and biases."""
+def param_groups(model: nn.Module, weight_decay: float,
+                 no_decay_lr: float | None = None) -> list[dict]:
+    """Weight decay on weights of convolutions and linear layers only — not on norms and biases;
+    ``no_decay_lr``: the norms' and biases' own learning rate (default: the optimizer's)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
+    own = {} if no_decay_lr is None else dict(lr=no_decay_lr)
+    return [dict(params=decay, weight_decay=weight_decay),
+            dict(params=no_decay, weight_decay=0.0, **own)]
 
 
 def build_optimizer(model: nn.Module, config: RunConfig,
                     groups: list[dict] | None = None) -> torch.optim.Optimizer:
-    """SGD or AdamW over ``groups`` (default: :func:`param_groups`); a group's own ``lr`` wins."""
+    """SGD or AdamW over ``groups`` (default: :func:`param_groups`, the norms and biases at
+    ``train.lr * train.bias_lr_scale``: airbench's ``bias_scaler`` of 64, Jordan 2024); a group's
+    own ``lr`` wins."""
     t = config.train
-    groups = groups if groups is not None else param_groups(model, t.weight_decay)
+    bias_lr = t.lr * t.bias_lr_scale if t.bias_lr_scale != 1 else None
+    groups = groups if groups is not None else param_groups(model, t.weight_decay, bias_lr)
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov)
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.momentum, 0.999))
