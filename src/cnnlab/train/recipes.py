@@ -51,7 +51,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         train=dict(epochs=10, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.85,
                    nesterov=True, weight_decay=5e-4, schedule="onecycle", warmup_epochs=1.0,
                    label_smoothing=0.2, lookahead_every=5, tta_flip=True, tta_shift=True,
-                   eval_batch_size=2000),
+                   eval_batch_size=2000, eval_every=5),
         augment=dict(crop_pad=2, flip=0.5, flip_mode="alternate", erase=0.5),
     )),
 )}

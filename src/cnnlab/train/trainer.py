@@ -163,7 +163,11 @@ class Trainer:
         self.step_model = self.model
         if self.dist.enabled:
             ids = [self.dist.local_rank] if device.type == "cuda" else None
-            self.step_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            # a model with per-epoch hooks may stop training a parameter (the whitening bias):
+            # DDP then has to look for the parameters a step did not use
+            unused = callable(getattr(self.model, "set_epoch", None))
+            self.step_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=unused)
         if t.compile:
             self.step_model = torch.compile(self.step_model)
         self.history: list[dict] = []
