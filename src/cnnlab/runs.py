@@ -1,8 +1,9 @@
 """A run directory evaluated the way its training evaluated it: `cnnlab evaluate` and the report.
 
 The Trainer evaluates after each epoch with the run's own settings — its device, the precision and
-memory format it resolved (saved in ``config.json``), ``train.eval_batch_size`` and ``flip`` views
-when ``train.tta_flip`` is on. :class:`EvalSettings` reads those settings back, and
+memory format it resolved (saved in ``config.json``), ``train.eval_batch_size`` and the views of
+``TrainSection.tta_mode`` (``flip`` with ``train.tta_flip``, ``flip_shift`` with
+``train.tta_shift`` too). :class:`EvalSettings` reads those settings back, and
 :func:`evaluate_run` evaluates a run directory with them (or with the ones given), through the same
 :func:`~cnnlab.evaluate.metrics.evaluate_model`: the accuracy of the last row of metrics.csv,
 ``cnnlab evaluate`` and the report's are then one number. The test split is the run's own: a
@@ -45,7 +46,7 @@ class EvalSettings:
     def of_run(cls, config: RunConfig) -> EvalSettings:
         """The settings the Trainer evaluated ``config``'s run with after each epoch."""
         t = config.train
-        return cls(t.device, t.precision, t.channels_last, "flip" if t.tta_flip else "none",
+        return cls(t.device, t.precision, t.channels_last, t.tta_mode(),
                    t.eval_batch_size)
 
     def override(self, tta: str | None = None, precision: str | None = None,

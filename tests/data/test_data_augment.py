@@ -176,3 +176,46 @@ def test_random_scale_draws_one_factor_per_image_in_its_interval():
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
     before = torch.nn.functional.grid_sample(x, grid, align_corners=False)
     torch.testing.assert_close(A.random_affine(x, 20.0, 0.1, _g(2)), before, atol=1e-6, rtol=0)
+
+
+def test_alternate_flip_switches_each_image_every_epoch_from_a_random_start():
+    x = _images(64)
+    index = torch.arange(100, 164)
+    states = []
+    for epoch in (1, 2, 3, 4):
+        out = A.alternate_flip(x, 0.5, index, epoch, seed=3)
+        flipped = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, x)])
+        kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, x)])
+        assert bool((flipped | kept).all())
+        states.append(flipped)
+    assert bool((states[0] ^ states[1]).all()) and bool((states[1] ^ states[2]).all())
+    assert torch.equal(states[0], states[2]) and torch.equal(states[1], states[3])
+    assert 10 < int(states[0].sum()) < 54  # the start is drawn per image
+    # the start is a function of (seed, index): the same image, the same state, in any batch
+    again = A.alternate_flip(x[5:9], 0.5, index[5:9], 1, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(again, A.alternate_flip(x, 0.5, index, 1, 3)[5:9]))
+    other_seed = A.alternate_flip(x, 0.5, index, 1, seed=4)
+    assert not torch.equal(other_seed, A.alternate_flip(x, 0.5, index, 1, seed=3))
+
+
+def test_augmenter_alternate_mode_gets_indices_from_the_loader():
+    from cnnlab.data import InMemoryDataset
+    from cnnlab.data.loader import InMemoryLoader
+    from cnnlab.train.config import AugmentConfig
+
+    images = torch.randint(0, 255, (16, 1, 4, 5), dtype=torch.uint8)
+    ds = InMemoryDataset(images, torch.zeros(16, dtype=torch.long), ("a",), "t", (0.0,), (1 / 255,))
+    options = AugmentConfig(flip=0.5, flip_mode="alternate")
+    aug = A.Augmenter(options, ds.mean, ds.std, 1, seed=0)
+    loader = InMemoryLoader(ds, 4, shuffle=True, transform=aug, seed=0, prefetch=0)
+    seen = {}
+    for epoch in (1, 2):
+        loader.set_epoch(epoch)
+        order = loader._order()
+        for step, (batch, _) in enumerate(loader):
+            for k, image in zip(order[step * 4:(step + 1) * 4].tolist(), batch):
+                raw = images[k].float()
+                mirrored = torch.allclose(image, raw.flip(-1), atol=1e-3)
+                assert mirrored or torch.allclose(image, raw, atol=1e-3)
+                seen.setdefault(k, []).append(mirrored)
+    assert all(states[0] != states[1] for states in seen.values()) and len(seen) == 16

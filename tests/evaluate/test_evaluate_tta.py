@@ -108,3 +108,39 @@ def test_flip_is_one_definition_everywhere():
         torch.testing.assert_close(FlipTTA(model)(x).softmax(1), expected)
     torch.testing.assert_close(predict(model, ds, "flip").softmax(-1).mean(0), expected)
     torch.testing.assert_close(evaluate_model(model, ds, tta="flip").probs, expected)
+
+
+def test_flip_shift_views_are_airbench_mirror_and_one_pixel_shifts():
+    x = torch.randint(0, 255, (2, 1, 5, 6), dtype=torch.uint8)
+    views = tta_views(x, "flip_shift", 5)
+    assert views.shape == (6, 2, 1, 5, 6) and views.dtype == torch.uint8
+    # oracle: shifts written out pixel by pixel, reflection at the border
+    down_right = torch.empty_like(x)
+    up_left = torch.empty_like(x)
+    for i in range(5):
+        for j in range(6):
+            src_i, src_j = abs(i - 1), abs(j - 1)  # moved down-right: reflect row/col -1 -> 1
+            down_right[..., i, j] = x[..., src_i, src_j]
+            src_i, src_j = min(i + 1, 8 - (i + 1)), min(j + 1, 10 - (j + 1))  # reflect 5 -> 3
+            up_left[..., i, j] = x[..., src_i, src_j]
+    for got, want in zip(views, [x, x.flip(-1), down_right, down_right.flip(-1), up_left,
+                                 up_left.flip(-1)]):
+        assert torch.equal(got, want)
+
+
+def test_flip_shift_prediction_is_the_weighted_mean_of_probabilities():
+    images = torch.randint(0, 255, (5, 1, 4, 4), dtype=torch.uint8)
+    ds = InMemoryDataset(images, torch.tensor([0, 1, 2, 0, 1]), ("a", "b", "c"), "t", (0.5,), (0.2,))
+    model = _Counting()
+    views = tta_views(images, "flip_shift", 4)
+    with torch.no_grad():
+        probs = [model.fc(normalize(v, (0.5,), (0.2,)).flatten(1)).softmax(1) for v in views]
+    expected = (probs[0] + probs[1]) / 4 + (probs[2] + probs[3] + probs[4] + probs[5]) / 8
+    result = evaluate_model(model, ds, batch_size=60, tta="flip_shift")
+    torch.testing.assert_close(result.probs, expected)
+    nll = -expected[torch.arange(5), ds.labels].log().mean().item()
+    assert result.loss == pytest.approx(nll, rel=1e-5)
+    from cnnlab.evaluate.ensemble import ensemble_evaluate  # the same rule in an ensemble
+
+    torch.testing.assert_close(ensemble_evaluate([model], [ds], tta="flip_shift").ensemble.probs,
+                               expected)

@@ -11,8 +11,9 @@ EXAMPLE = """examples:
   cnnlab evaluate runs/lenet --tta 10crop --plot runs/lenet/confusion.png
 
 By default a run is evaluated with its own settings — the device, precision and memory format it
-trained with, train.eval_batch_size, and flip views when train.tta_flip is on — so the accuracy is
-the last one in its metrics.csv. Each option given replaces one of them; the output says which."""
+trained with, train.eval_batch_size, and flip views when train.tta_flip is on (flip_shift with
+train.tta_shift) — so the accuracy is the last one in its metrics.csv. Each option given
+replaces one of them; the output says which."""
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,7 +27,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=EXAMPLE, formatter_class=HelpFormatter)
     parser.add_argument("run", help="run directory written by `cnnlab train` or `cnnlab transfer`")
     parser.add_argument("--tta", default=None, choices=TTA_MODES,
-                        help=shared_help("--tta", "the run's: flip with train.tta_flip, else none"))
+                        help=shared_help("--tta", "the run's: flip with train.tta_flip (flip_shift "
+                                                 "with train.tta_shift too), else none"))
     parser.add_argument("--precision", default=None, choices=PRECISIONS,
                         help=shared_help("--precision", "the run's"))
     parser.add_argument("--plot", default=None, metavar="FILE",

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
+from cnnlab.errors import ConfigError
+
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device) -> torch.Tensor:
     return low + (high - low) * torch.rand(n, generator=g, device=device)
@@ -45,6 +47,30 @@ def random_flip(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
     if p <= 0:
         return x
     flip = torch.rand(len(x), generator=g, device=x.device) < p
+    return torch.where(flip[:, None, None, None], TF.horizontal_flip(x), x)
+
+
+def _hash_uniform(index: torch.Tensor, seed: int) -> torch.Tensor:
+    """A uniform number in [0, 1) per integer ``index``, fixed by (seed, index): two rounds of a
+    32-bit integer mixer (the "lowbias32" finaliser), no state to save or resume."""
+    x = (index.long() * 0x9E3779B1 + seed * 0x85EBCA77 + 0x165667B1) & 0xFFFFFFFF
+    for _ in range(2):
+        x = ((x ^ (x >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
+        x = ((x ^ (x >> 15)) * 0x846CA68B) & 0xFFFFFFFF
+    x = x ^ (x >> 16)
+    return x.double() / 2.0 ** 32
+
+
+def alternate_flip(x: torch.Tensor, p: float, index: torch.Tensor, epoch: int,
+                   seed: int = 0) -> torch.Tensor:
+    """airbench's alternating flip (Jordan 2024, Sec. 3.6): image ``index`` starts mirrored with
+    probability ``p`` (drawn once, from (seed, index)), and its state switches every epoch —
+    mirrored in epoch e iff ``start XOR (e odd)`` — so over two epochs every image is seen both
+    ways, instead of a fresh coin per epoch."""
+    if p <= 0:
+        return x
+    start = _hash_uniform(index.to(x.device), seed) < p
+    flip = start ^ bool(epoch % 2)
     return torch.where(flip[:, None, None, None], TF.horizontal_flip(x), x)
 
 
@@ -185,20 +211,32 @@ class Augmenter:
     ``options`` is any object with the fields of :class:`cnnlab.train.config.AugmentConfig`.
     ``eigen`` holds the RGB eigenvalues/vectors for PCA lighting (see :func:`rgb_eigen`).
     Called as ``augmenter(images_uint8, labels, generator) -> (images, targets)``; targets are
-    class indices, or soft (B, K) rows summing to 1 when mixup/cutmix is on.
+    class indices, or soft (B, K) rows summing to 1 when mixup/cutmix is on. With
+    ``flip_mode="alternate"`` (:func:`alternate_flip`) it needs the images' indices in the data
+    set and the epoch: :attr:`needs_index` is then True, and the loader passes
+    ``index=`` and ``epoch=``.
     """
 
     def __init__(self, options, mean: tuple[float, ...], std: tuple[float, ...], num_classes: int,
-                 eigen: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+                 eigen: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0) -> None:
         self.o = options
         self.mean, self.std, self.num_classes, self.eigen = mean, std, num_classes, eigen
+        self.seed = seed
+        self.needs_index = getattr(options, "flip_mode", "random") == "alternate"
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
-                 g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator,
+                 index: torch.Tensor | None = None,
+                 epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         o, dev = self.o, images.device
         x = images.float() / 255  # (B, C, H, W) in [0, 1]
         x = random_crop(x, o.crop_pad, g, o.pad_mode)
-        x = random_flip(x, o.flip, g)
+        if self.needs_index:
+            if index is None:
+                raise ConfigError("augment.flip_mode=alternate needs the images' indices: call the "
+                                 "augmenter with index= and epoch=")
+            x = alternate_flip(x, o.flip, index, epoch, self.seed)
+        else:
+            x = random_flip(x, o.flip, g)
         x = random_affine(x, o.rotate, o.translate, g, o.scale)
         if o.brightness or o.contrast or o.saturation:
             x = color_jitter(x, o.brightness, o.contrast, o.saturation, g)

@@ -40,7 +40,9 @@ class InMemoryLoader:
         device: where batches are moved before normalisation.
         prefetch: batches prepared ahead by a background thread (0 = none).
         transform: ``f(images_uint8, labels, generator) -> (images, targets)`` run on the device
-            instead of :func:`normalize` (e.g. :class:`cnnlab.data.augment.Augmenter`).
+            instead of :func:`normalize` (e.g. :class:`cnnlab.data.augment.Augmenter`); one
+            whose ``needs_index`` is True also gets ``index=`` (the images' positions in the
+            data set) and ``epoch=``.
         seed: derive the order and the transform's generator from (seed, epoch, batch) instead
             of ``generator``; select the epoch with :meth:`set_epoch`.
         rank / world_size: this process's shard of every global batch of ``batch_size``.
@@ -112,7 +114,10 @@ class InMemoryLoader:
         for index, (images, g) in zip(indices, self._images(indices, start)):
             images = images.to(self.device, non_blocking=True)
             labels = ds.labels[index].to(self.device, non_blocking=True)  # (B,)
-            if self.transform is not None:
+            if getattr(self.transform, "needs_index", False):  # e.g. alternating flips
+                yield self.transform(images, labels, g, index=index.to(self.device),
+                                     epoch=self.epoch)
+            elif self.transform is not None:
                 yield self.transform(images, labels, g)
             elif images.dtype == torch.uint8:
                 yield normalize(images, ds.mean, ds.std), labels

@@ -7,9 +7,12 @@ independent errors, so their average is more accurate than any one of them.
 
 Two ways of combining M members (each possibly with V test-time views):
 
-* ``"prob"`` (default): p(x) = 1/(M V) sum_m sum_v softmax(z_mv(x)) — the mean of probabilities;
-* ``"logit"``:          p(x) = softmax(1/(M V) sum_m sum_v z_mv(x)) — the softmax of mean logits
-  (a geometric mean of the members' probabilities, renormalised).
+* ``"prob"`` (default): p(x) = 1/M sum_m sum_v w_v softmax(z_mv(x)) — the mean of probabilities;
+* ``"logit"``:          p(x) = softmax(1/M sum_m sum_v w_v z_mv(x)) — the softmax of mean logits
+  (a geometric mean of the members' probabilities, renormalised),
+
+with the TTA mode's view weights w_v (1/V each but for ``flip_shift``:
+:func:`cnnlab.evaluate.tta.view_weights`).
 """
 
 from __future__ import annotations
@@ -25,20 +28,25 @@ from cnnlab.device import Precision
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.metrics import EvalResult, result_from_probabilities
 from cnnlab.evaluate.predict import predict
+from cnnlab.evaluate.tta import average_probabilities, view_weights
 
 COMBINE_MODES = ("prob", "logit")
 
 
-def combine_predictions(member_logits: Sequence[torch.Tensor], combine: str = "prob") -> torch.Tensor:
-    """Ensemble probabilities (N, C) from each member's logits, (N, C) or (V, N, C)."""
+def combine_predictions(member_logits: Sequence[torch.Tensor], combine: str = "prob",
+                        weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Ensemble probabilities (N, C) from each member's logits, (N, C) or (V, N, C); ``weights``
+    (V,): the views' weights (default equal)."""
     if combine not in COMBINE_MODES:
         raise ConfigError(f"unknown combine mode {combine!r}; use prob or logit")
     if not member_logits:
         raise ConfigError("an ensemble needs at least one member")
     stacked = [z if z.ndim == 3 else z.unsqueeze(0) for z in member_logits]  # each (V, N, C)
     if combine == "prob":
-        return torch.stack([z.float().softmax(-1).mean(0) for z in stacked]).mean(0)
-    return torch.stack([z.float().mean(0) for z in stacked]).mean(0).softmax(-1)
+        return torch.stack([average_probabilities(z.float(), weights) for z in stacked]).mean(0)
+    w = [torch.full((len(z),), 1 / len(z)) if weights is None else weights for z in stacked]
+    return torch.stack([torch.einsum("v,vnc->nc", wz.to(z.device), z.float())
+                        for wz, z in zip(w, stacked)]).mean(0).softmax(-1)
 
 
 @dataclass
@@ -109,7 +117,9 @@ def ensemble_evaluate(models: Sequence[nn.Module], datasets: Sequence[InMemoryDa
                      for i, (m, ds, crop, name) in enumerate(zip(models, datasets, crop_sizes, names))]
     # each (V, N, C)
     classes = datasets[0].classes
-    members = [result_from_probabilities(combine_predictions([z], combine), labels, classes)
+    weights = view_weights(tta)
+    members = [result_from_probabilities(combine_predictions([z], combine, weights), labels, classes)
                for z in member_logits]
-    ensemble = result_from_probabilities(combine_predictions(member_logits, combine), labels, classes)
+    ensemble = result_from_probabilities(combine_predictions(member_logits, combine, weights),
+                                         labels, classes)
     return EnsembleResult(names, members, ensemble, combine)

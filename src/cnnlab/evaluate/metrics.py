@@ -18,7 +18,7 @@ from cnnlab.data.datasets import InMemoryDataset
 from cnnlab.device import Precision
 from cnnlab.evaluate.calibration import expected_calibration_error
 from cnnlab.evaluate.predict import predict
-from cnnlab.evaluate.tta import average_probabilities
+from cnnlab.evaluate.tta import average_probabilities, view_weights
 
 
 @dataclass
@@ -105,8 +105,8 @@ def evaluate_model(model: nn.Module, dataset: InMemoryDataset, batch_size: int =
     """
     logits = predict(model, dataset, tta, crop_size, batch_size, precision, progress)  # (V, N, C)
     if len(logits) > 1:
-        return result_from_probabilities(average_probabilities(logits), dataset.labels,
-                                         dataset.classes)
+        return result_from_probabilities(average_probabilities(logits, view_weights(tta)),
+                                         dataset.labels, dataset.classes)
     result = result_from_probabilities(logits[0].softmax(1), dataset.labels, dataset.classes)
     result.loss = F.cross_entropy(logits[0], dataset.labels).item()  # exact, no clamping
     return result

@@ -6,14 +6,21 @@ softmax outputs. :func:`tta_views` builds those views; :func:`cnnlab.evaluate.pr
 runs all views of a batch through the model as one batch of ``views * N`` images.
 
 **One definition, everywhere**: the prediction for an image is the mean over its views of the
-softmax probabilities, p = 1/V sum_v softmax(z_v) (:func:`average_probabilities`). Training's
-``train.tta_flip`` is mode ``flip``, so the accuracy in metrics.csv, ``cnnlab evaluate --tta flip``
-and the report agree; with one view the loss is the exact cross-entropy of the logits.
+softmax probabilities, p = sum_v w_v softmax(z_v) with the mode's view weights w_v
+(:data:`VIEW_WEIGHTS`, equal ones 1/V unless listed; :func:`average_probabilities`). Training's
+``train.tta_flip`` is mode ``flip`` (with ``train.tta_shift``: ``flip_shift``), so the accuracy in
+metrics.csv, ``cnnlab evaluate`` (which reads the run's mode) and the report agree; with one
+view the loss is the exact cross-entropy of the logits.
 
 Modes and views, in this order (``V`` views):
 
 * ``none``   (1): the images unchanged;
 * ``flip``   (2): the images, then their mirror images;
+* ``flip_shift`` (6): airbench's mirror + translate (Jordan 2024, ``tta_level=2``): the image, its
+  mirror, then the image moved 1 pixel down-right, its mirror, the image moved 1 pixel up-left,
+  its mirror (cut from the image padded by 1 pixel of reflection), weighted 1/4, 1/4, 1/8 x 4:
+  half the weight on the unshifted pair, half on the shifted ones (airbench averages logits with
+  these weights; cnnlab averages probabilities, its one rule);
 * ``center`` (1): the centre crop;
 * ``5crop``  (5): top-left, top-right, bottom-left, bottom-right, centre crops;
 * ``10crop`` (10): the five crops, then their mirror images in the same order.
@@ -41,8 +48,16 @@ from torch import nn
 
 from cnnlab.errors import ConfigError, ShapeError
 
-TTA_MODES = ("none", "flip", "center", "5crop", "10crop")
-NUM_VIEWS = {"none": 1, "flip": 2, "center": 1, "5crop": 5, "10crop": 10}
+TTA_MODES = ("none", "flip", "flip_shift", "center", "5crop", "10crop")
+NUM_VIEWS = {"none": 1, "flip": 2, "flip_shift": 6, "center": 1, "5crop": 5, "10crop": 10}
+# The modes whose views are not weighted equally (the others: 1/V each).
+VIEW_WEIGHTS = {"flip_shift": (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)}
+
+
+def view_weights(mode: str) -> torch.Tensor:
+    """The weight of each of ``mode``'s views in the averaged prediction (V,), summing to 1."""
+    views = NUM_VIEWS[mode]
+    return torch.tensor(VIEW_WEIGHTS.get(mode, (1 / views,) * views))
 
 
 def _five_crops(images: torch.Tensor, crop: int) -> list[torch.Tensor]:
@@ -77,6 +92,11 @@ def tta_views(images: torch.Tensor, mode: str, crop_size: int,
         return images.unsqueeze(0)
     if mode == "flip":
         return torch.stack([images, images.flip(-1)])
+    if mode == "flip_shift":  # padded[1:] of a 1-px reflection pad is the image itself
+        padded = F.pad(images.float(), (1, 1, 1, 1), mode="reflect").to(images.dtype)
+        down_right, up_left = padded[..., :h, :w], padded[..., 2:, 2:]
+        return torch.stack([images, images.flip(-1), down_right, down_right.flip(-1),
+                            up_left, up_left.flip(-1)]).contiguous()
     crops = _five_crops(images, crop_size)
     if mode == "center":
         return crops[4].unsqueeze(0)
@@ -90,10 +110,14 @@ def tta_views(images: torch.Tensor, mode: str, crop_size: int,
     return views.contiguous()
 
 
-def average_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """(V, N, classes) logits -> (N, classes): the mean over views of softmax(logits) — the one
-    way views are combined, in training (``train.tta_flip``), ``cnnlab evaluate`` and ensembles."""
-    return logits.softmax(-1).mean(0)
+def average_probabilities(logits: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(V, N, classes) logits -> (N, classes): the mean over views of softmax(logits), weighted
+    by ``weights`` (V,) when given (:func:`view_weights`) — the one way views are combined, in
+    training (``train.tta_flip``), ``cnnlab evaluate`` and ensembles."""
+    probs = logits.softmax(-1)
+    if weights is None:
+        return probs.mean(0)
+    return torch.einsum("v,vnc->nc", weights.to(probs), probs)
 
 
 class FlipTTA(nn.Module):

@@ -84,6 +84,7 @@ class TrainSection:
     momentum: float = 0.9  # SGD momentum (AdamW: beta1)
     nesterov: bool = False  # Nesterov momentum for SGD
     weight_decay: float = 5e-4  # decoupled for AdamW, L2 for SGD; never on norms and biases
+    bias_lr_scale: float = 1.0  # norms and biases learn at lr times this (airbench: 64)
     schedule: str = "cosine"  # cosine, onecycle (linear up, linear down), step or constant
     warmup_epochs: float = 0.0  # linear warm-up from 0 to lr (onecycle: the rising part)
     step_epochs: list[float] = field(default_factory=list)  # step schedule: epochs where lr *= step_gamma
@@ -92,8 +93,11 @@ class TrainSection:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     grad_clip: float = 0.0  # clip the global gradient norm to this (0 = off)
     ema_decay: float = 0.0  # exponential moving average of the weights (0 = off); evaluated and saved
+    lookahead_every: int = 0  # every N steps pull the weights toward a slow copy, used at the end (0 = off)
+    lookahead_decay: float = 0.7738  # lookahead: peak decay of the slow copy, reached as (step/total)^3
     early_stop_patience: int = 0  # stop after this many evaluations without a better test accuracy (0 = off)
     tta_flip: bool = False  # evaluate with flip TTA: mean probabilities of the image and its mirror
+    tta_shift: bool = False  # with tta_flip: also the 1-pixel shifted views and their mirrors (flip_shift)
     seed: int = 0  # seeds init, order and augmentation: same seed, same run
     device: str = "auto"  # auto (cuda if available), cpu, cuda
     precision: str = "auto"  # auto (measured on CPU), fp32, bf16 or fp16 (autocast)
@@ -107,6 +111,11 @@ class TrainSection:
     tensorboard: bool = True  # write TensorBoard scalars when tensorboard is installed
     plot: bool = True  # draw curves.png in the run directory after each epoch
 
+    def tta_mode(self) -> str:
+        """The test-time views of the run's evaluations (:mod:`cnnlab.evaluate.tta`):
+        ``flip_shift`` with ``tta_flip`` and ``tta_shift``, ``flip`` with ``tta_flip``, else ``none``."""
+        return ("flip_shift" if self.tta_shift else "flip") if self.tta_flip else "none"
+
 
 @dataclass
 class AugmentConfig:
@@ -115,6 +124,7 @@ class AugmentConfig:
     crop_pad: int = 0  # random crop after padding each side by this many pixels (0 = off)
     pad_mode: str = "zeros"  # zeros or reflect
     flip: float = 0.0  # probability of a horizontal flip
+    flip_mode: str = "random"  # random (drawn every epoch) or alternate (drawn once, then every other epoch)
     rotate: float = 0.0  # max rotation in degrees, uniform in [-rotate, rotate]
     translate: float = 0.0  # max shift as a fraction of the size, uniform per axis
     scale: float = 0.0  # zoom: content scaled by a factor uniform in [1 - scale, 1 + scale]
@@ -129,16 +139,18 @@ class AugmentConfig:
 
     def enabled(self) -> bool:
         return any(getattr(self, f.name) for f in dataclasses.fields(self)
-                   if f.name not in ("pad_mode", "erase_area"))
+                   if f.name not in ("pad_mode", "erase_area", "flip_mode"))
 
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PAD_MODES = ("zeros", "reflect")
+FLIP_MODES = ("random", "alternate")
 # The keys whose value is one of a list: validate() checks them, the CLI's flags offer them.
 CHOICES = {"train.optimizer": OPTIMIZERS, "train.schedule": SCHEDULES,
            "train.precision": PRECISIONS, "augment.pad_mode": PAD_MODES,
+           "augment.flip_mode": FLIP_MODES,
            "data.in_memory": IN_MEMORY_CHOICES, "data.bad_images": BAD_IMAGE_CHOICES}
 
 
@@ -151,9 +163,11 @@ RANGES = {
     "data.labels_per_class": NON_NEGATIVE, "data.memory_budget_gb": POSITIVE,
     "data.val_fraction": FRACTION, "train.epochs": Range(1), "train.batch_size": Range(1),
     "train.lr": POSITIVE, "train.momentum": FRACTION, "train.weight_decay": NON_NEGATIVE,
+    "train.bias_lr_scale": POSITIVE,
     "train.warmup_epochs": NON_NEGATIVE, "train.step_epochs": NON_NEGATIVE,
     "train.step_gamma": POSITIVE, "train.final_lr_fraction": PROBABILITY,
     "train.label_smoothing": FRACTION, "train.grad_clip": NON_NEGATIVE, "train.ema_decay": FRACTION,
+    "train.lookahead_every": NON_NEGATIVE, "train.lookahead_decay": PROBABILITY,
     "train.early_stop_patience": NON_NEGATIVE, "train.threads": Range(1),
     "train.checkpoint_every": NON_NEGATIVE, "train.eval_batch_size": Range(1),
     "train.eval_every": Range(1), "augment.crop_pad": NON_NEGATIVE, "augment.flip": PROBABILITY,
@@ -232,6 +246,9 @@ class RunConfig:
         if not low <= high:
             raise ConfigError(f"augment.erase_area must be two fractions [min, max] with "
                               f"min <= max, got {self.augment.erase_area}")
+        if self.train.tta_shift and not self.train.tta_flip:
+            raise ConfigError("train.tta_shift adds shifted views to flip TTA: set "
+                              "train.tta_flip=true too, or drop train.tta_shift")
         if self.model.registry:  # option names and types, before any data loads
             from cnnlab.models.registry import check_model_options
 

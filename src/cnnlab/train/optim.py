@@ -56,18 +56,25 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: RunConfig,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch))
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights of convolutions and linear layers only — not on norms and biases."""
+def param_groups(model: nn.Module, weight_decay: float,
+                 no_decay_lr: float | None = None) -> list[dict]:
+    """Weight decay on weights of convolutions and linear layers only — not on norms and biases;
+    ``no_decay_lr``: the norms' and biases' own learning rate (default: the optimizer's)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
+    own = {} if no_decay_lr is None else dict(lr=no_decay_lr)
+    return [dict(params=decay, weight_decay=weight_decay),
+            dict(params=no_decay, weight_decay=0.0, **own)]
 
 
 def build_optimizer(model: nn.Module, config: RunConfig,
                     groups: list[dict] | None = None) -> torch.optim.Optimizer:
-    """SGD or AdamW over ``groups`` (default: :func:`param_groups`); a group's own ``lr`` wins."""
+    """SGD or AdamW over ``groups`` (default: :func:`param_groups`, the norms and biases at
+    ``train.lr * train.bias_lr_scale``: airbench's ``bias_scaler`` of 64, Jordan 2024); a group's
+    own ``lr`` wins."""
     t = config.train
-    groups = groups if groups is not None else param_groups(model, t.weight_decay)
+    bias_lr = t.lr * t.bias_lr_scale if t.bias_lr_scale != 1 else None
+    groups = groups if groups is not None else param_groups(model, t.weight_decay, bias_lr)
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.nesterov)
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.momentum, 0.999))
@@ -104,3 +111,49 @@ class EMA:
     def load_state_dict(self, state: dict) -> None:
         self.updates = int(state["updates"])
         self.module.load_state_dict(state["weights"])
+
+
+def lookahead_decay(step: int, total_steps: int, peak: float) -> float:
+    """airbench's decay of the slow weights at optimizer step ``step`` (1-based):
+    ``peak * (step / total_steps) ** 3`` — near 0 early (the slow copy follows the model), rising
+    to ``peak`` at the end (airbench94: ``0.95 ** 5``, per update every 5 steps)."""
+    return peak * (min(step, total_steps) / total_steps) ** 3
+
+
+class Lookahead:
+    """Lookahead-style weight averaging as in airbench (Jordan 2024, after hlb-CIFAR10 and Zhang
+    et al. 2019, "Lookahead Optimizer"): every ``every`` optimizer steps
+
+        slow = d * slow + (1 - d) * w;   w = slow       (d = :func:`lookahead_decay`)
+
+    over every floating entry of the state dict (weights and BatchNorm running statistics), and
+    after the last step ``w = slow``. Unlike :class:`EMA`, which keeps its average beside the
+    model, the average is written back into the model, so training continues from it.
+    """
+
+    def __init__(self, model: nn.Module, every: int, total_steps: int, peak: float) -> None:
+        self.every, self.total_steps, self.peak = every, total_steps, peak
+        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items()
+                     if v.is_floating_point()}
+
+    @torch.no_grad()
+    def step(self, model: nn.Module, step: int) -> None:
+        """After optimizer step ``step`` (1-based): update every ``every`` steps; at the last step
+        copy the slow weights into the model."""
+        if step >= self.total_steps:
+            self._pull(model, 1.0)
+        elif step % self.every == 0:
+            self._pull(model, lookahead_decay(step, self.total_steps, self.peak))
+
+    def _pull(self, model: nn.Module, decay: float) -> None:
+        current = model.state_dict()
+        for name, slow in self.slow.items():
+            slow.lerp_(current[name].detach().to(slow.dtype), 1.0 - decay)
+            current[name].copy_(slow)
+
+    def state_dict(self) -> dict:
+        return dict(slow={k: v.detach().to("cpu", copy=True) for k, v in self.slow.items()})
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state["slow"].items():
+            self.slow[name].copy_(value)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from cnnlab.data.augment import Augmenter, rgb_eigen
 from cnnlab.data.datasets import InMemoryDataset, labels_per_class, load_dataset
-from cnnlab.data.loader import InMemoryLoader
+from cnnlab.data.loader import InMemoryLoader, normalize
 from cnnlab.device import Precision, cpu_supports_bf16, measure_cpu_precision, resolve_precision
 from cnnlab.evaluate.metrics import EvalResult, evaluate_model
 from cnnlab.evaluate.tta import FlipTTA  # noqa: F401  (importable from here, its former home)
@@ -51,6 +51,7 @@ from cnnlab.train.config import RunConfig
 from cnnlab.train.loss import LossFn, cross_entropy_loss, default_loss
 from cnnlab.train.optim import (
     EMA,
+    Lookahead,
     build_optimizer,
     build_scheduler,
     lr_factor,
@@ -133,6 +134,8 @@ class Trainer:
             model = create_model(**config.model.create_kwargs())
         else:
             config.model = describe_model(model, config.model)
+        if state is None and callable(getattr(model, "init_from_data", None)):
+            model.init_from_data(self._init_images())  # data-dependent init (e.g. whitening)
         distributed.check_world(t.batch_size, self.dist.world_size, device.type)
         self.loader = InMemoryLoader(
             self.train_set, t.batch_size, shuffle=True, device=device, prefetch=d.prefetch,
@@ -155,10 +158,16 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config, len(self.loader))
         self.scaler = torch.amp.GradScaler(enabled=self.precision.name == "fp16")
         self.ema = EMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
+        self.lookahead = (Lookahead(self.model, t.lookahead_every, t.epochs * len(self.loader),
+                                    t.lookahead_decay) if t.lookahead_every > 0 else None)
         self.step_model = self.model
         if self.dist.enabled:
             ids = [self.dist.local_rank] if device.type == "cuda" else None
-            self.step_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            # a model with per-epoch hooks may stop training a parameter (the whitening bias):
+            # DDP then has to look for the parameters a step did not use
+            unused = callable(getattr(self.model, "set_epoch", None))
+            self.step_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=unused)
         if t.compile:
             self.step_model = torch.compile(self.step_model)
         self.history: list[dict] = []
@@ -187,6 +196,13 @@ class Trainer:
             raise RunFinished(message)
         return state
 
+    def _init_images(self, count: int = 5000) -> torch.Tensor:
+        """The first ``count`` training images, normalised as the network sees them (float
+        (N, C, H, W)): what a model's ``init_from_data`` is fitted to (airbench: 5000)."""
+        ds = self.train_set
+        images = ds.take(torch.arange(min(len(ds), count)))
+        return normalize(images, ds.mean, ds.std) if images.dtype == torch.uint8 else images.float()
+
     @property
     def eval_model(self) -> nn.Module:
         """The weights that are evaluated and saved: the EMA when on, else the model."""
@@ -194,15 +210,16 @@ class Trainer:
 
     @property
     def eval_tta(self) -> str:
-        """The test-time views of every evaluation: ``flip`` with ``train.tta_flip``."""
-        return "flip" if self.config.train.tta_flip else "none"
+        """The test-time views of every evaluation (:meth:`TrainSection.tta_mode`)."""
+        return self.config.train.tta_mode()
 
     def state_dict(self) -> dict:
         """Everything needed to resume exactly, even from the middle of an epoch (``state.pt``):
 
         * ``epoch`` — epochs completed; ``step`` — optimizer steps done in the next epoch;
         * ``model`` — the raw training weights (``model.safetensors`` holds the EMA weights when
-          EMA is on); ``optimizer``, ``scheduler``, ``scaler``, ``ema`` — their ``state_dict()``;
+          EMA is on); ``optimizer``, ``scheduler``, ``scaler``, ``ema``, ``lookahead`` — their
+          ``state_dict()``;
         * ``rng`` — torch's CPU (and CUDA) generator state, for dropout;
         * ``partial`` — the running loss/accuracy sums of the interrupted epoch;
         * ``history``, ``best_acc``, ``bad_epochs``, ``elapsed`` — rows and early-stopping state;
@@ -229,6 +246,8 @@ class Trainer:
                                     channels_last=self.precision.channels_last, probe=self.probe))
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.lookahead is not None:
+            state["lookahead"] = self.lookahead.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -249,6 +268,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
+        if self.lookahead is not None and "lookahead" in state:
+            self.lookahead.load_state_dict(state["lookahead"])
         torch.set_rng_state(state["rng"]["cpu"])
         if "cuda" in state["rng"] and self.precision.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"])
@@ -273,7 +294,7 @@ class Trainer:
         if a.pca_lighting and ds.image_shape[0] == 3:  # streamed: the first 512 images' colours
             eigen = rgb_eigen(ds.images if isinstance(ds, InMemoryDataset)
                               else ds.take(torch.arange(min(len(ds), 512))))
-        return Augmenter(a, ds.mean, ds.std, ds.num_classes, eigen)
+        return Augmenter(a, ds.mean, ds.std, ds.num_classes, eigen, seed=config.train.seed)
 
     def _choose_precision(self, model: nn.Module, device: torch.device,
                           config: RunConfig) -> Precision:
@@ -303,6 +324,8 @@ class Trainer:
     def train_epoch(self, epoch: int) -> tuple[float, float, float]:
         """One pass over this process's shard; returns (mean loss, accuracy, images/s), all ranks."""
         self.model.train()
+        if callable(getattr(self.model, "set_epoch", None)):  # e.g. freezing a bias after N epochs
+            self.model.set_epoch(epoch)
         t, dev = self.config.train, self.precision.device
         start_step = self.step if epoch == self.epoch + 1 else 0
         sums = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, seen
@@ -337,6 +360,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.lookahead is not None:
+                self.lookahead.step(self.model, self.scheduler.last_epoch)
             if self.ema is not None:
                 self.ema.update(self.model)
             labels = targets.argmax(1) if targets.ndim == 2 else targets
