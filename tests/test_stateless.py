@@ -8,7 +8,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab.errors import ShapeError
-from cnnlab.stateless import StandInError, classify, run_stateless, stand_ins
+from cnnlab.stateless import StandInError, _fast_meta, classify, run_stateless, stand_ins
 
 SRC = Path(cnnlab.__file__).parent
 
@@ -104,8 +104,6 @@ def _layouts(shape):
 def _same_layout(func, args):
     """FastMeta's shortcut (when it takes one) gives torch's own meta output: shape, strides,
     dtype; in place, the very input."""
-    from cnnlab.stateless import _fast_meta
-
     fast = _fast_meta(func, args, {})
     if fast is None:
         return False
@@ -137,4 +135,20 @@ def test_meta_shortcuts_lay_outputs_out_as_torch_does():
                         ([(1, 8, 1, 1), (1, 8, 1, 1)], 1)):
         taken += _same_layout(aten.cat.default, ([torch.empty(s, device="meta")
                                                   for s in shapes], dim))
+    for shape in ((1, 64, 112, 112), (2, 3, 7, 6), (1, 8, 13, 13)):
+        x = torch.empty(shape, device="meta")
+        for pool_args in (([3, 3], [2, 2], [1, 1]), ([2, 2], [2, 2]), ([3, 3], [2, 2], [0, 0],
+                          [1, 1], True), ([3, 3], [1, 1], [1, 1], [1, 1], True), ([2, 2], []),
+                          ([3, 3], [2, 2], [1, 1], [1, 1], True), ([3, 2], [1, 2], [1, 0],
+                                                                    [2, 1], False)):
+            fast = _fast_meta(aten.max_pool2d_with_indices.default, (x, *pool_args), {})
+            truth = aten.max_pool2d_with_indices.default(x, *pool_args)
+            assert fast is not None
+            for f, t in zip(fast, truth, strict=True):
+                assert (f.shape, f.stride(), f.dtype) == (t.shape, t.stride(), t.dtype)
+            taken += 1
+        for layout in _layouts(shape).values():
+            for dims, keep in (([-1, -2], True), ([-1, -2], False), ([2, 3], True), ([1], False),
+                               ([0, 2], True)):
+                taken += _same_layout(aten.mean.dim, (layout, dims, keep))
     assert taken > 100  # the shortcuts were taken, not just passed on to torch

@@ -242,6 +242,61 @@ def _meta_cat(args, kwargs) -> torch.Tensor | None:
     return torch.empty(shape, dtype=first.dtype, device="meta")
 
 
+def _meta_max_pool(args) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``max_pool2d_with_indices`` of a contiguous (N, C, H, W) meta tensor: output and int64
+    indices, contiguous, of torch's pooling size per axis,
+    o = floor_or_ceil((i + 2p - d(k-1) - 1) / s) + 1, less one when ceil mode would start the last
+    window in the right padding; None unless the arguments are plainly valid (torch then says
+    why)."""
+    x = args[0]
+    if x.dim() != 4 or not x.is_contiguous() or _ambiguous_layout(x) or not x.is_floating_point():
+        return None
+    kernel = _pair(args[1])
+    stride = _pair(args[2] if len(args) > 2 and args[2] else kernel)
+    padding = _pair(args[3] if len(args) > 3 else 0)
+    dilation = _pair(args[4] if len(args) > 4 else 1)
+    ceil = bool(args[5]) if len(args) > 5 else False
+    if None in (kernel, stride, padding, dilation):
+        return None
+    out = []
+    for i, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation, strict=True):
+        if k < 1 or s < 1 or d < 1 or p < 0 or p > k // 2:
+            return None
+        o = (i + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+        if ceil and (o - 1) * s >= i + p:
+            o -= 1
+        if o < 1:
+            return None
+        out.append(o)
+    shape = (*x.shape[:2], *out)
+    return (torch.empty(shape, dtype=x.dtype, device="meta"),
+            torch.empty(shape, dtype=torch.int64, device="meta"))
+
+
+def _pair(v) -> tuple[int, int] | None:
+    v = tuple(v) if isinstance(v, (list, tuple)) else (v,)
+    if not all(isinstance(a, int) for a in v) or len(v) not in (1, 2):
+        return None
+    return v * 2 if len(v) == 1 else v
+
+
+def _meta_mean(args, kwargs) -> torch.Tensor | None:
+    """``mean.dim`` of a floating meta tensor over a list of dims: a contiguous output, the
+    reduced dims kept as 1 or dropped (what torch's reference returns)."""
+    x = args[0]
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+    if kwargs.keys() - {"dim", "keepdim"} or len(args) > 3 or not x.is_floating_point() or \
+            not dims or x.dim() == 0:
+        return None
+    nd = x.dim()
+    reduced = {d + nd if d < 0 else d for d in dims}
+    if len(reduced) != len(dims) or not all(0 <= d < nd for d in reduced):
+        return None
+    shape = [1 if i in reduced else n for i, n in enumerate(x.shape) if keep or i not in reduced]
+    return torch.empty(shape, dtype=x.dtype, device="meta")
+
+
 def _ambiguous_layout(t: torch.Tensor) -> bool:
     """Contiguous in channels-last order as well (size-1 channel or spatial dims): torch's memory
     format suggestion may go either way, so the shortcut leaves such tensors to torch."""
@@ -263,6 +318,10 @@ def _fast_meta(func, args, kwargs):
         if isinstance(weight, torch.Tensor) and x.dim() > 1 and weight.shape[0] != x.shape[1]:
             return None  # let torch say what does not fit
         return _meta_batch_norm(func, args)
+    if func is aten.max_pool2d_with_indices.default:
+        return _meta_max_pool(args) if not kwargs else None
+    if func is aten.mean.dim:
+        return _meta_mean(args, kwargs)
     if func is aten.native_layer_norm.default:
         return _meta_layer_norm(args)
     if func is aten.native_group_norm.default:

@@ -185,13 +185,20 @@ def summary(model: nn.Module, input_size: Sequence[int], depth: int | None = Non
                                        sum(p.numel() for p in ps if p.requires_grad))
         return param_count[id(module)]
 
+    fields: dict[tuple[int, bool], ReceptiveField | None] = {}  # calls share field objects
+
+    def public_field(call) -> ReceptiveField | None:
+        key = (id(call.field), call.field_exact)
+        if key not in fields:
+            fields[key] = receptive_field(call.field, trace.n_axes, call.field_exact)
+        return fields[key]
+
     rows = []
     for call in trace.calls:
         params, trainable = count(call.module)
         rows.append(LayerRow(call.name, call.type, call.depth, call.output_shape, params,
                              trainable, call.macs, call.self_macs, dict(call.ops),
-                             call.saved_bytes,
-                             receptive_field(call.field, trace.n_axes, call.field_exact)))
+                             call.saved_bytes, public_field(call)))
     root, rows = rows[0], rows[1:]
     total, trainable = count(model)
     elem = torch.empty((), dtype=dtype).element_size()
