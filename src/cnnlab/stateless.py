@@ -119,6 +119,12 @@ class FastMeta(TorchDispatchMode):
     analysis trace) subclasses it and calls :meth:`run` for the op itself: one Python dispatch per
     op instead of two stacked modes."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """Leave ``__torch_dispatch__`` unwrapped: torch would otherwise wrap it in two
+        dynamo-disabling frames, run for every aten op; nothing here is compiled."""
+        return False
+
     def run(self, func, args, kwargs):
         out = _fast_meta(func, args, kwargs)
         return func(*args, **kwargs) if out is None else out
@@ -378,7 +384,8 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
         StandInError: the forward failed; its ``kind`` and ``frame`` say what and where.
     """
     state = stand_ins(model, inputs) if state is None else state
-    names = {id(m): n for n, m in model.named_modules()}
+    named = list(model.named_modules())  # each module once, as modules() yields them
+    names = {id(m): n for n, m in named}
     stack: list[Frame] = []
 
     def pre(module: nn.Module, args: tuple) -> None:
@@ -393,13 +400,14 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
             post_hook(stack[-1], output)
         stack.pop()
 
-    flags = {m: m.training for m in model.modules()}
+    flags = {m: m.training for _, m in named}
     handles = []
     try:
-        for m in model.modules():
+        for _, m in named:
             handles.append(m.register_forward_pre_hook(pre))
             handles.append(m.register_forward_hook(post))
-        model.train(training)
+        if any(flag != training for flag in flags.values()):
+            model.train(training)
         mode = dispatch_mode if isinstance(dispatch_mode, FastMeta) else FastMeta()
         with mode:
             if dispatch_mode is None or dispatch_mode is mode:
@@ -415,4 +423,5 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
         for h in handles:
             h.remove()
         for m, flag in flags.items():
-            m.training = flag
+            if m.training != flag:
+                m.training = flag
