@@ -10,9 +10,11 @@ same machinery from :func:`run_stateless`:
 * forward pre/post hooks on every module (the root included) keep a stack of :class:`Frame` s —
   module path, module, input shapes — and call the caller's hooks beside; they are removed after;
 * the model runs in the mode asked for (``training``) and every module's flag is restored after;
-* on the meta device, batch, layer and group norm and same-shape element-wise ops are answered
-  without torch's Python reference decompositions (:class:`FastMeta`; 1-2 ms a call otherwise,
-  most of the time of a ResNet-152 check), and so is the output shape of a convolution;
+* on the meta device, batch, layer and group norm, element-wise ops (broadcasting, in any
+  layout), ``cat``, max pooling and ``mean`` are answered without torch's Python reference
+  decompositions (:class:`FastMeta`; 0.2-2 ms a call otherwise, most of the time of a ResNet-152
+  check), and so are the output shapes of a convolution and a matrix product; each in the layout
+  torch's own meta kernel gives (tests/test_stateless.py checks them against it);
 * a failure becomes a :class:`StandInError` naming the innermost module and the kind of failure,
   classified once, here: ``"small"`` (some output would be empty: a module returned an empty
   tensor, or torch says the input is too small), ``"mismatch"`` (shapes do not fit together) or

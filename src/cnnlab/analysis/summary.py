@@ -170,9 +170,11 @@ def summary(model: nn.Module, input_size: Sequence[int], depth: int | None = Non
 
     def params_of(module: nn.Module) -> dict[int, nn.Parameter]:
         """The module's parameters, each tensor once (the set ``module.parameters()`` yields),
-        built bottom-up once per module instead of walking every subtree for every row."""
+        built bottom-up once per module instead of walking every subtree for every row (its own
+        ones read from ``_parameters``, what ``parameters(recurse=False)`` yields, without the
+        generator machinery)."""
         if id(module) not in distinct:
-            found = {id(p): p for p in module.parameters(recurse=False)}
+            found = {id(p): p for p in module._parameters.values() if p is not None}
             for child in module.children():
                 found.update(params_of(child))
             distinct[id(module)] = found
