@@ -9,7 +9,10 @@
    plain forward + backward of the same model at batch 1 and 224 px. Goal: within 2x.
 3. **Cost against input size and batch**: ResNet-50's meta summary and a plain forward
    (``torch.no_grad()``) at 224/448/896 px and batch 1/16: the trace's cost stays flat, the real
-   forward's grows with the pixels.
+   forward's grows with the pixels. One warm-up of each at the smallest input, then
+   ``--scaling-rounds`` (default 2) alternating rounds per size, no per-size warm-up: the
+   16 x 896 forward alone costs ~80 CPU seconds (~40 s a round on 2 idle cores), so the part
+   takes about 2 minutes idle; ``--sizes``/``--batches`` trim it.
 
     .venv/bin/python benchmarks/bench_summary.py [--rounds 5] [--skip-scaling]
     .venv/bin/python benchmarks/bench_summary.py --only scaling --sizes 224 448 896 --batches 1 16
@@ -92,6 +95,9 @@ def scaling(bench: Bench, sizes: list[int], batches: list[int], rounds: int) -> 
     table = bench.table("input (batch x px)", "cnnlab.summary (meta)", "forward, no_grad",
                         "forward / summary",
                         title="3. ResNet-50: summary time vs a real forward as the input grows")
+    with torch.no_grad():  # one warm-up of each, at the smallest input (see the docstring)
+        model(torch.randn(min(batches), 3, min(sizes), min(sizes)))
+    cnnlab.summary(model, (3, min(sizes), min(sizes)), batch_size=min(batches))
     for batch in batches:
         for size in sizes:
             x = torch.randn(batch, 3, size, size)
@@ -102,7 +108,7 @@ def scaling(bench: Bench, sizes: list[int], batches: list[int], rounds: int) -> 
 
             samples: dict[str, Sample] = bench.alternate({
                 "meta": lambda b=batch, s=size: cnnlab.summary(model, (3, s, s), batch_size=b),
-                "forward": forward}, rounds=rounds, warmup=1)
+                "forward": forward}, rounds=rounds, warmup=0)
             table.row(f"{batch} x {size}", seconds(samples["meta"]), seconds(samples["forward"]),
                       times(ratio(samples["forward"], samples["meta"]), ".1f"))
 
@@ -113,7 +119,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["torchinfo", "cpu", "scaling"], default=None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 448, 896])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--scaling-rounds", type=int, default=3)
+    parser.add_argument("--scaling-rounds", type=int, default=2,
+                        help="alternating rounds per size in part 3 (its cost: see the docstring)")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     add_arguments(parser)

@@ -8,7 +8,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab.errors import ShapeError
-from cnnlab.stateless import StandInError, classify, run_stateless, stand_ins
+from cnnlab.stateless import StandInError, _fast_meta, classify, run_stateless, stand_ins
 
 SRC = Path(cnnlab.__file__).parent
 
@@ -83,3 +83,72 @@ def test_summary_and_create_model_report_the_same_layer():
         summary(create_model("alexnet", num_classes=10, input_size=28), (3, 3, 3))
     with pytest.raises(ShapeError, match=r"'features\.7' \(MaxPool2d\)"):
         create_model("alexnet", num_classes=10, input_size=3)
+
+
+def _layouts(shape):
+    """Meta tensors of ``shape`` in the layouts a CNN makes: contiguous, channels-last, a
+    permuted NHWC block output, a transposed view, and a broadcast (expanded) one."""
+    x = torch.empty(shape, device="meta")
+    out = {"contiguous": x}
+    if len(shape) > 1:
+        out["transposed"] = torch.empty(*shape[:-2], shape[-1], shape[-2],
+                                        device="meta").transpose(-1, -2)
+    if len(shape) == 4:
+        n, c, h, w = shape
+        out["channels_last"] = x.contiguous(memory_format=torch.channels_last)
+        out["permuted"] = torch.empty(n, h, w, c, device="meta").permute(0, 3, 1, 2)
+        out["expanded"] = torch.empty(n, c, 1, 1, device="meta").expand(shape)
+    return out
+
+
+def _same_layout(func, args):
+    """FastMeta's shortcut (when it takes one) gives torch's own meta output: shape, strides,
+    dtype; in place, the very input."""
+    fast = _fast_meta(func, args, {})
+    if fast is None:
+        return False
+    truth = func(*args)
+    assert (fast.shape, fast.stride(), fast.dtype) == (truth.shape, truth.stride(), truth.dtype)
+    if func.overloadpacket.__name__.endswith("_"):
+        assert fast is args[0]
+    return True
+
+
+def test_meta_shortcuts_lay_outputs_out_as_torch_does():
+    aten = torch.ops.aten
+    taken = 0
+    for shape, other_shapes in (((2, 6, 5, 4), [(2, 6, 5, 4), (6, 1, 1), (1, 6, 1, 1), (4,),
+                                                 (5, 1), ()]),
+                                ((3, 7, 9), [(3, 7, 9), (7, 1), (9,)])):
+        for a in _layouts(shape).values():
+            for other in other_shapes:
+                for b in list(_layouts(other).values()) if len(other) == len(shape) else [
+                        torch.empty(other, device="meta")]:
+                    for func in (aten.mul.Tensor, aten.add.Tensor, aten.sub.Tensor):
+                        taken += _same_layout(func, (a, b))
+                        taken += _same_layout(func, (b, a))
+                    if a.is_contiguous() or a.is_contiguous(memory_format=torch.channels_last):
+                        taken += _same_layout(aten.mul_.Tensor, (a.clone(memory_format=(
+                            torch.preserve_format)), b))
+    for shapes, dim in (([(1, 64, 28, 28), (1, 32, 28, 28), (1, 16, 28, 28)], 1),
+                        ([(2, 3, 5), (2, 4, 5)], -2), ([(4, 8), (4, 8)], 0),
+                        ([(1, 8, 1, 1), (1, 8, 1, 1)], 1)):
+        taken += _same_layout(aten.cat.default, ([torch.empty(s, device="meta")
+                                                  for s in shapes], dim))
+    for shape in ((1, 64, 112, 112), (2, 3, 7, 6), (1, 8, 13, 13)):
+        x = torch.empty(shape, device="meta")
+        for pool_args in (([3, 3], [2, 2], [1, 1]), ([2, 2], [2, 2]), ([3, 3], [2, 2], [0, 0],
+                          [1, 1], True), ([3, 3], [1, 1], [1, 1], [1, 1], True), ([2, 2], []),
+                          ([3, 3], [2, 2], [1, 1], [1, 1], True), ([3, 2], [1, 2], [1, 0],
+                                                                    [2, 1], False)):
+            fast = _fast_meta(aten.max_pool2d_with_indices.default, (x, *pool_args), {})
+            truth = aten.max_pool2d_with_indices.default(x, *pool_args)
+            assert fast is not None
+            for f, t in zip(fast, truth, strict=True):
+                assert (f.shape, f.stride(), f.dtype) == (t.shape, t.stride(), t.dtype)
+            taken += 1
+        for layout in _layouts(shape).values():
+            for dims, keep in (([-1, -2], True), ([-1, -2], False), ([2, 3], True), ([1], False),
+                               ([0, 2], True)):
+                taken += _same_layout(aten.mean.dim, (layout, dims, keep))
+    assert taken > 100  # the shortcuts were taken, not just passed on to torch

@@ -10,9 +10,11 @@ same machinery from :func:`run_stateless`:
 * forward pre/post hooks on every module (the root included) keep a stack of :class:`Frame` s —
   module path, module, input shapes — and call the caller's hooks beside; they are removed after;
 * the model runs in the mode asked for (``training``) and every module's flag is restored after;
-* on the meta device, batch, layer and group norm and same-shape element-wise ops are answered
-  without torch's Python reference decompositions (:class:`FastMeta`; 1-2 ms a call otherwise,
-  most of the time of a ResNet-152 check), and so is the output shape of a convolution;
+* on the meta device, batch, layer and group norm, element-wise ops (broadcasting, in any
+  layout), ``cat``, max pooling and ``mean`` are answered without torch's Python reference
+  decompositions (:class:`FastMeta`; 0.2-2 ms a call otherwise, most of the time of a ResNet-152
+  check), and so are the output shapes of a convolution and a matrix product; each in the layout
+  torch's own meta kernel gives (tests/test_stateless.py checks them against it);
 * a failure becomes a :class:`StandInError` naming the innermost module and the kind of failure,
   classified once, here: ``"small"`` (some output would be empty: a module returned an empty
   tensor, or torch says the input is too small), ``"mismatch"`` (shapes do not fit together) or
@@ -26,6 +28,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch._prims_common import (
+    compute_elementwise_output_logical_to_physical_perm as _elementwise_perm,
+)
 from torch.utils._python_dispatch import TorchDispatchMode
 
 # What torch says when an output would be empty, or when shapes do not fit (lower case).
@@ -116,6 +121,12 @@ class FastMeta(TorchDispatchMode):
     analysis trace) subclasses it and calls :meth:`run` for the op itself: one Python dispatch per
     op instead of two stacked modes."""
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        """Leave ``__torch_dispatch__`` unwrapped: torch would otherwise wrap it in two
+        dynamo-disabling frames, run for every aten op; nothing here is compiled."""
+        return False
+
     def run(self, func, args, kwargs):
         out = _fast_meta(func, args, kwargs)
         return func(*args, **kwargs) if out is None else out
@@ -191,23 +202,119 @@ def _broadcast(*shapes) -> tuple[int, ...] | None:
 
 
 def _meta_broadcasting(func, args, kwargs) -> torch.Tensor | None:
-    """A same-dtype element-wise op of contiguous tensors that broadcast: a contiguous output of
-    the broadcast shape (the layout torch's iterator picks when every input is contiguous); the
-    in-place form returns its first input when that already has the output's shape."""
+    """A same-dtype element-wise op of meta tensors that broadcast, in any layout: the in-place
+    form returns its first input when that already has the output's shape; otherwise an output of
+    the broadcast shape in the layout torch's reference picks (inputs that need it expanded, then
+    their common dimension order, ``compute_elementwise_output_logical_to_physical_perm``) —
+    what torch's Python reference does on meta, without its wrappers (~0.6 ms a call)."""
     tensors = [a for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
     first = args[0]
-    if any(t.dtype != first.dtype or t.device.type != "meta" or not t.is_contiguous()
-           for t in tensors):
+    if any(t.dtype != first.dtype or t.device.type != "meta" for t in tensors):
         return None
     shape = _broadcast(*(t.shape for t in tensors))
     if shape is None:
         return None
-    if func.overloadpacket.__name__.endswith("_"):
-        return first if tuple(first.shape) == shape else None
+    if func.overloadpacket.__name__.endswith("_"):  # in place: the (dense) first input
+        dense = first.is_contiguous() or first.is_contiguous(memory_format=torch.channels_last)
+        return first if tuple(first.shape) == shape and dense else None
+    if all(t.is_contiguous() for t in tensors):
+        return torch.empty(shape, dtype=first.dtype, device="meta")
+    expanded = [t if tuple(t.shape) == shape else t.expand(shape) for t in tensors]
+    perm, _ = _elementwise_perm(*expanded)
+    return torch.empty_permuted(shape, perm, dtype=first.dtype, device="meta")
+
+
+def _meta_cat(args, kwargs) -> torch.Tensor | None:
+    """``cat`` of contiguous meta tensors of one dtype and rank, equal but along ``dim``: a
+    contiguous output (the memory format torch's meta kernel keeps when every input is plainly
+    contiguous); None otherwise (torch's Python meta decides)."""
+    tensors = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if kwargs.keys() - {"dim"} or not isinstance(tensors, (list, tuple)) or not tensors:
+        return None
+    first = tensors[0]
+    if not isinstance(first, torch.Tensor) or first.dim() == 0:
+        return None
+    nd = first.dim()
+    dim = dim + nd if dim < 0 else dim
+    if not 0 <= dim < nd:
+        return None
+    shape = list(first.shape)
+    for t in tensors:
+        if not isinstance(t, torch.Tensor) or t.device.type != "meta" or t.dtype != first.dtype \
+                or t.dim() != nd or not t.is_contiguous() or _ambiguous_layout(t):
+            return None
+        if any(t.shape[i] != shape[i] for i in range(nd) if i != dim):
+            return None
+    shape[dim] = sum(t.shape[dim] for t in tensors)
     return torch.empty(shape, dtype=first.dtype, device="meta")
 
 
+def _meta_max_pool(args) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``max_pool2d_with_indices`` of a contiguous (N, C, H, W) meta tensor: output and int64
+    indices, contiguous, of torch's pooling size per axis,
+    o = floor_or_ceil((i + 2p - d(k-1) - 1) / s) + 1, less one when ceil mode would start the last
+    window in the right padding; None unless the arguments are plainly valid (torch then says
+    why)."""
+    x = args[0]
+    if x.dim() != 4 or not x.is_contiguous() or _ambiguous_layout(x) or not x.is_floating_point():
+        return None
+    kernel = _pair(args[1])
+    stride = _pair(args[2] if len(args) > 2 and args[2] else kernel)
+    padding = _pair(args[3] if len(args) > 3 else 0)
+    dilation = _pair(args[4] if len(args) > 4 else 1)
+    ceil = bool(args[5]) if len(args) > 5 else False
+    if None in (kernel, stride, padding, dilation):
+        return None
+    out = []
+    for i, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation, strict=True):
+        if k < 1 or s < 1 or d < 1 or p < 0 or p > k // 2:
+            return None
+        o = (i + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+        if ceil and (o - 1) * s >= i + p:
+            o -= 1
+        if o < 1:
+            return None
+        out.append(o)
+    shape = (*x.shape[:2], *out)
+    return (torch.empty(shape, dtype=x.dtype, device="meta"),
+            torch.empty(shape, dtype=torch.int64, device="meta"))
+
+
+def _pair(v) -> tuple[int, int] | None:
+    v = tuple(v) if isinstance(v, (list, tuple)) else (v,)
+    if not all(isinstance(a, int) for a in v) or len(v) not in (1, 2):
+        return None
+    return v * 2 if len(v) == 1 else v
+
+
+def _meta_mean(args, kwargs) -> torch.Tensor | None:
+    """``mean.dim`` of a floating meta tensor over a list of dims: a contiguous output, the
+    reduced dims kept as 1 or dropped (what torch's reference returns)."""
+    x = args[0]
+    dims = args[1] if len(args) > 1 else kwargs.get("dim")
+    keep = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+    if kwargs.keys() - {"dim", "keepdim"} or len(args) > 3 or not x.is_floating_point() or \
+            not dims or x.dim() == 0:
+        return None
+    nd = x.dim()
+    reduced = {d + nd if d < 0 else d for d in dims}
+    if len(reduced) != len(dims) or not all(0 <= d < nd for d in reduced):
+        return None
+    shape = [1 if i in reduced else n for i, n in enumerate(x.shape) if keep or i not in reduced]
+    return torch.empty(shape, dtype=x.dtype, device="meta")
+
+
+def _ambiguous_layout(t: torch.Tensor) -> bool:
+    """Contiguous in channels-last order as well (size-1 channel or spatial dims): torch's memory
+    format suggestion may go either way, so the shortcut leaves such tensors to torch."""
+    return (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)) or (
+        t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d))
+
+
 def _fast_meta(func, args, kwargs):
+    if func is aten.cat.default:
+        return _meta_cat(args, kwargs) if args else None
     if not args or not isinstance(args[0], torch.Tensor) or args[0].device.type != "meta":
         return None
     if func is aten.convolution.default:
@@ -219,6 +326,10 @@ def _fast_meta(func, args, kwargs):
         if isinstance(weight, torch.Tensor) and x.dim() > 1 and weight.shape[0] != x.shape[1]:
             return None  # let torch say what does not fit
         return _meta_batch_norm(func, args)
+    if func is aten.max_pool2d_with_indices.default:
+        return _meta_max_pool(args) if not kwargs else None
+    if func is aten.mean.dim:
+        return _meta_mean(args, kwargs)
     if func is aten.native_layer_norm.default:
         return _meta_layer_norm(args)
     if func is aten.native_group_norm.default:
@@ -275,7 +386,8 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
         StandInError: the forward failed; its ``kind`` and ``frame`` say what and where.
     """
     state = stand_ins(model, inputs) if state is None else state
-    names = {id(m): n for n, m in model.named_modules()}
+    named = list(model.named_modules())  # each module once, as modules() yields them
+    names = {id(m): n for n, m in named}
     stack: list[Frame] = []
 
     def pre(module: nn.Module, args: tuple) -> None:
@@ -290,13 +402,14 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
             post_hook(stack[-1], output)
         stack.pop()
 
-    flags = {m: m.training for m in model.modules()}
+    flags = {m: m.training for _, m in named}
     handles = []
     try:
-        for m in model.modules():
+        for _, m in named:
             handles.append(m.register_forward_pre_hook(pre))
             handles.append(m.register_forward_hook(post))
-        model.train(training)
+        if any(flag != training for flag in flags.values()):
+            model.train(training)
         mode = dispatch_mode if isinstance(dispatch_mode, FastMeta) else FastMeta()
         with mode:
             if dispatch_mode is None or dispatch_mode is mode:
@@ -312,4 +425,5 @@ def run_stateless(model: nn.Module, inputs: torch.Tensor, training: bool = False
         for h in handles:
             h.remove()
         for m, flag in flags.items():
-            m.training = flag
+            if m.training != flag:
+                m.training = flag

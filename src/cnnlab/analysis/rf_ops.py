@@ -173,7 +173,8 @@ def propagate(func, args, kwargs, out, get, tensors=None, memo=None) -> tuple[Fi
     if memo is not None and len(fielded) == 1 and fielded[0][0] == shape:
         key = (id(fielded[0][1]), tuple(shape))
         if key not in memo:
-            result = _elementwise(shape, fielded)
+            f = fielded[0][1]
+            result = f if _settled(f, shape) else _elementwise(shape, fielded)
             memo[key] = (fielded[0][1], result)  # the field is kept: its id stays its own
             memo[(id(result), tuple(shape))] = (result, result)
         return memo[key][1], True
@@ -181,6 +182,19 @@ def propagate(func, args, kwargs, out, get, tensors=None, memo=None) -> tuple[Fi
         return _elementwise(shape, fielded), True
     collapsed = [a for s_, f in fielded for a in whole_axes(f.dims) + list(f.collapsed)]
     return Field(tuple(plain_dim(n) for n in shape), merge_collapsed(collapsed)), False
+
+
+def _settled(f: Field, shape) -> bool:
+    """Whether the element-wise rule of ``f`` alone on ``shape`` gives ``f`` back: one component
+    per dim, of the dim's length, axis-less or with an axis; collapsed axes already one per input
+    axis, in order (what :func:`merge_collapsed` returns). The rule is then skipped, not run."""
+    if len(f.dims) != len(shape):
+        return False
+    for d, n in zip(f.dims, shape, strict=True):
+        if len(d) != 1 or d[0][0] != n:
+            return False
+    c = f.collapsed
+    return all(c[i].axis < c[i + 1].axis for i in range(len(c) - 1))
 
 
 def _flat(args, kwargs):

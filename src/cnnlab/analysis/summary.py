@@ -170,9 +170,11 @@ def summary(model: nn.Module, input_size: Sequence[int], depth: int | None = Non
 
     def params_of(module: nn.Module) -> dict[int, nn.Parameter]:
         """The module's parameters, each tensor once (the set ``module.parameters()`` yields),
-        built bottom-up once per module instead of walking every subtree for every row."""
+        built bottom-up once per module instead of walking every subtree for every row (its own
+        ones read from ``_parameters``, what ``parameters(recurse=False)`` yields, without the
+        generator machinery)."""
         if id(module) not in distinct:
-            found = {id(p): p for p in module.parameters(recurse=False)}
+            found = {id(p): p for p in module._parameters.values() if p is not None}
             for child in module.children():
                 found.update(params_of(child))
             distinct[id(module)] = found
@@ -185,13 +187,20 @@ def summary(model: nn.Module, input_size: Sequence[int], depth: int | None = Non
                                        sum(p.numel() for p in ps if p.requires_grad))
         return param_count[id(module)]
 
+    fields: dict[tuple[int, bool], ReceptiveField | None] = {}  # calls share field objects
+
+    def public_field(call) -> ReceptiveField | None:
+        key = (id(call.field), call.field_exact)
+        if key not in fields:
+            fields[key] = receptive_field(call.field, trace.n_axes, call.field_exact)
+        return fields[key]
+
     rows = []
     for call in trace.calls:
         params, trainable = count(call.module)
         rows.append(LayerRow(call.name, call.type, call.depth, call.output_shape, params,
                              trainable, call.macs, call.self_macs, dict(call.ops),
-                             call.saved_bytes,
-                             receptive_field(call.field, trace.n_axes, call.field_exact)))
+                             call.saved_bytes, public_field(call)))
     root, rows = rows[0], rows[1:]
     total, trainable = count(model)
     elem = torch.empty((), dtype=dtype).element_size()

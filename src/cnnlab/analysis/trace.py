@@ -75,16 +75,17 @@ def tensors_in(obj) -> list[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
         return [obj]
     found: list[torch.Tensor] = []
-    stack = [obj]
-    while stack:
-        item = stack.pop()
+    if isinstance(obj, (tuple, list, dict)):
+        _collect(obj, found)
+    return found
+
+
+def _collect(obj, found: list[torch.Tensor]) -> None:
+    for item in obj.values() if isinstance(obj, dict) else obj:
         if isinstance(item, torch.Tensor):
             found.append(item)
-        elif isinstance(item, (tuple, list)):
-            stack.extend(reversed(item))
-        elif isinstance(item, dict):
-            stack.extend(reversed(list(item.values())))
-    return found
+        elif isinstance(item, (tuple, list, dict)):
+            _collect(item, found)
 
 
 class _Tracer(FastMeta):
@@ -122,7 +123,12 @@ class _Tracer(FastMeta):
         if kwargs:
             flat_in += tensors_in(kwargs)
         field_, exact = propagate(func, args, kwargs, out, self.field, flat_in, self.memo)
-        exact_in = all(self.exact(a) for a in flat_in)
+        exact_in = True
+        for a in flat_in:
+            tag = getattr(a, "_cnnlab_field", None)
+            if tag is not None and tag[0] is self and not tag[2]:
+                exact_in = False
+                break
         outs = tensors_in(out)
         if field_ is not None:
             exact = exact and exact_in
