@@ -49,8 +49,9 @@ def _option(name: str, value) -> Callable[[RunConfig], list[str] | None]:
         options = dict(config.model.options)
         if name not in options or options[name] == value:
             return None
-        if name == "whiten_bias_epochs" and not options.get("whiten"):
-            return None
+        if name == "whiten_bias_epochs" and (not options.get("whiten")
+                                             or options[name] >= config.train.epochs):
+            return None  # no whitening, or its bias trains all along already
         options[name] = value
         return [f"model.options={json.dumps(options, separators=(',', ':'))}"]
     return remove

@@ -77,3 +77,11 @@ def test_each_ablation_removes_exactly_its_technique(bench, recipe):
 def test_a_technique_the_recipe_does_not_use_has_no_row(bench):
     config = RunConfig()  # lenet5, none of the techniques
     assert all(remove(config) is None for remove in bench.TECHNIQUES.values())
+
+
+def test_a_bias_freeze_after_the_last_epoch_has_no_row(bench):
+    config = apply_overrides(recipe_config("fmnist-fast"), {
+        "model.options": {"whiten": True, "whiten_bias_epochs": 3}, "train.epochs": 3})
+    assert bench.TECHNIQUES["whiten bias freeze"](config) is None  # the bias trains all 3 epochs
+    config.train.epochs = 4
+    assert bench.TECHNIQUES["whiten bias freeze"](config) is not None
