@@ -34,6 +34,7 @@ from _harness import Bench, Figure, Sample, add_arguments, seconds, times
 
 from cnnlab.data import load_dataset
 from cnnlab.data.datasets import labels_per_class
+from cnnlab.text import plural
 from cnnlab.train import read_metrics
 from cnnlab.train.checkpoint import load_run_config
 from cnnlab.train.config import RunConfig
@@ -144,7 +145,7 @@ def main() -> None:
                        None)
             reached = Figure(f"{target:.1%} at epoch {hit['epoch']}, {hit['elapsed_s']:.0f} s") \
                 if hit else f"{target:.1%} not reached"  # a time: marked when the machine was busy
-            summary.row(f"{name} ({len(rows)} epochs)", f"{reference:.2%}", reached,
+            summary.row(f"{name} ({plural(len(rows), 'epoch')})", f"{reference:.2%}", reached,
                         seconds(Sample((wall,)), ".0f"), times(Sample((wall / budget,))))
             curve = bench.table("epoch", "images seen", "training s", "test accuracy",
                                 title=f"{name}: test accuracy against time and images seen")
