@@ -46,6 +46,22 @@ def test_meta_output_shape_is_the_real_output_shape():
         assert meta == real
 
 
+def test_cpu_stand_ins_view_the_weights_and_copy_the_buffers():
+    """A real-device trace reads the weights where they are (no copy of VGG's 528 MB), while the
+    running statistics a training-mode forward updates are copies; a backward through the
+    stand-ins leaves no gradient on the model."""
+    model = _net()
+    state = stand_ins(model, torch.empty(1, device="cpu"))
+    weights = dict(model.named_parameters())
+    assert all(state[n].data_ptr() == p.data_ptr() and state[n] is not p for n, p in weights.items())
+    assert all(state[n].data_ptr() != b.data_ptr() for n, b in model.named_buffers())
+    assert all(state[n].requires_grad == p.requires_grad for n, p in weights.items())
+    as_double = stand_ins(model, torch.empty(1, dtype=torch.float64))  # another dtype: copies
+    assert all(as_double[n].dtype == torch.float64 for n in weights)
+    run_stateless(model, torch.randn(2, 1, 8, 8), training=True).sum().backward()
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_tied_weights_share_one_stand_in():
     model = nn.Sequential(nn.Linear(3, 3, bias=False), nn.Linear(3, 3, bias=False))
     model[1].weight = model[0].weight

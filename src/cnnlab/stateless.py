@@ -349,20 +349,28 @@ def _fast_meta(func, args, kwargs):
 
 def stand_ins(model: nn.Module, like: torch.Tensor) -> dict[str, torch.Tensor]:
     """Stand-ins for every parameter and buffer name (duplicates included), on ``like``'s device
-    and, for floating tensors, in its dtype: empty on meta, copies elsewhere. Tensors shared under
-    several names share one stand-in."""
+    and, for floating tensors, in its dtype: empty on meta, elsewhere copies of the buffers (a
+    training-mode forward updates BatchNorm's statistics in place) and of the parameters that are
+    on another device or in another dtype; a parameter already there in that dtype is used
+    through a detached view of its storage (a forward never writes a weight, and a gradient
+    would land on the view; no copy of VGG-16's 528 MB). Tensors shared under several names
+    share one stand-in."""
     made: dict[int, torch.Tensor] = {}
 
-    def swap(t: torch.Tensor) -> torch.Tensor:
+    def swap(t: torch.Tensor, copy: bool) -> torch.Tensor:
         if id(t) not in made:
             dtype = like.dtype if t.is_floating_point() else t.dtype
-            new = (torch.empty_like(t, device="meta", dtype=dtype) if like.device.type == "meta"
-                   else t.detach().to(like.device, dtype, copy=True))
+            if like.device.type == "meta":
+                new = torch.empty_like(t, device="meta", dtype=dtype)
+            elif not copy and t.device == like.device and t.dtype == dtype:
+                new = t.detach()
+            else:
+                new = t.detach().to(like.device, dtype, copy=True)
             made[id(t)] = new.requires_grad_(t.requires_grad)
         return made[id(t)]
 
-    state = {n: swap(p) for n, p in model.named_parameters(remove_duplicate=False)}
-    state.update({n: swap(b) for n, b in model.named_buffers(remove_duplicate=False)})
+    state = {n: swap(p, False) for n, p in model.named_parameters(remove_duplicate=False)}
+    state.update({n: swap(b, True) for n, b in model.named_buffers(remove_duplicate=False)})
     return state
 
 

@@ -195,3 +195,15 @@ def test_a_given_loss_fn_is_the_one_minimised(tmp_path, tiny_dataset):
     history = trainer.fit()
     assert sum(calls) == 2 * len(tiny_dataset[0])
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_a_network_of_ones_own_under_a_name_the_zoo_does_not_know(tmp_path, tiny_dataset):
+    train_set, test_set = tiny_dataset
+    config = _config(epochs=1)
+    config.model.name = "pixels"  # not a zoo name: the model passed in is what trains
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    history = Trainer(config, tmp_path / "run", train_set, test_set, progress=False, log=None,
+                      model=model).fit()
+    assert len(history) == 1
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["registry"] is False and saved["model"]["name"].endswith("Sequential")

@@ -30,7 +30,7 @@ from cnnlab.data.loader import InMemoryLoader, normalize
 from cnnlab.device import Precision, cpu_supports_bf16, measure_cpu_precision, resolve_precision
 from cnnlab.evaluate.metrics import EvalResult, evaluate_model
 from cnnlab.evaluate.tta import FlipTTA  # noqa: F401  (importable from here, its former home)
-from cnnlab.models import create_model
+from cnnlab.models import create_model, list_models
 from cnnlab.models.loading import load_checked
 from cnnlab.text import plural
 from cnnlab.train import distributed
@@ -105,7 +105,10 @@ class Trainer:
                  model: nn.Module | None = None, groups: list[dict] | None = None,
                  resume: bool = False, loss_fn: LossFn | None = None,
                  overwrite: bool = False) -> None:
-        config = copy.deepcopy(config).validate()
+        config = copy.deepcopy(config)
+        if model is not None and config.model.name not in list_models():
+            config.model.registry = False  # the caller's own network: no zoo options to check
+        config = config.validate()
         t, d = config.train, config.data
         self.out = Path(out)
         device = resolve_precision(t.device, "fp32").device
