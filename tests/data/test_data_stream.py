@@ -3,6 +3,8 @@ streaming (its transforms against torchvision's v2 computed here, its shards, it
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -185,3 +187,12 @@ def test_a_file_that_fails_in_a_worker_is_one_line_naming_it(tmp_path, workers):
                      in_memory="false")
     message = str(err.value)
     assert message.startswith("cannot read") and "cut.jpg" in message and "\n" not in message
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_streaming_fixes_the_heap_threshold_on_glibc():
+    """glibc accepts the fixed mmap threshold that keeps a streamed epoch's freed batch buffers
+    from piling up on the heap (bench_image_pipeline.py measures the resident memory)."""
+    from cnnlab.data.stream import bound_heap_growth
+
+    assert bound_heap_growth() is True

@@ -20,6 +20,10 @@ One DataLoader per data set, created on first use, keeps its workers between epo
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -31,6 +35,27 @@ from cnnlab.data.images import decode_image_file, worker_error
 def eval_resize(size: int) -> int:
     """The shorter side before the centre crop: ``size / 0.875`` (224 -> 256), rounded."""
     return round(size / 0.875)
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+@functools.cache
+def bound_heap_growth() -> bool:
+    """Fix glibc's mmap threshold at its default (128 KiB) in this process; True when set.
+
+    glibc raises the threshold to the size of each large block that is freed, up to 32 MiB. After
+    that, every batch buffer of a streamed epoch comes from the heap, and the heap does not give
+    its free pieces back. Measured: the trainer's peak resident memory over one pass grew from
+    740 MB at 500 images to 926 MB at 1,500, and it stayed at 740 MB for both with the threshold
+    fixed. This does nothing off glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
 
 
 class _Decode(torch.utils.data.Dataset):
@@ -115,6 +140,7 @@ class FileImageDataset:
 
     def _data_loader(self, pin_memory: bool) -> tuple[torch.utils.data.DataLoader, _Batches]:
         if self._loader is None:
+            bound_heap_growth()  # batch buffers are freed every step: keep them off the heap
             sampler = _Batches()
             decode = _Decode(self.files, self.in_chans, self.size,
                              self.resize or eval_resize(self.size), self.interpolation)

@@ -137,9 +137,14 @@ class AugmentConfig:
     mixup: float = 0.0  # mixup Beta(a, a) parameter (0 = off)
     cutmix: float = 0.0  # cutmix Beta(a, a) parameter (0 = off); with mixup, one of the two per batch
 
+    def active(self) -> list[str]:
+        """The augmentations that are on, as ``augment.key=value`` (the keys that only qualify
+        another one, ``pad_mode``, ``erase_area`` and ``flip_mode``, are not augmentations)."""
+        return [f"augment.{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                if f.name not in ("pad_mode", "erase_area", "flip_mode") and getattr(self, f.name)]
+
     def enabled(self) -> bool:
-        return any(getattr(self, f.name) for f in dataclasses.fields(self)
-                   if f.name not in ("pad_mode", "erase_area", "flip_mode"))
+        return bool(self.active())
 
 
 OPTIMIZERS = ("sgd", "adamw")

@@ -116,9 +116,7 @@ def refuse_feature_augmentation(config: RunConfig) -> None:
     augment = getattr(config, "augment", None)
     if augment is None or not augment.enabled():
         return
-    active = ", ".join(f"augment.{f.name}={getattr(augment, f.name)}"
-                       for f in dataclasses.fields(augment)
-                       if f.name not in ("pad_mode", "erase_area") and getattr(augment, f.name))
+    active = ", ".join(augment.active())
     raise ConfigError(
         f"{active}: training augmentation changes the frozen features every epoch, so a feature "
         f"cache computed once cannot reproduce it. Drop the augmentation, cache fixed augmented "
