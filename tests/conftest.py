@@ -10,6 +10,7 @@ import torch
 
 from cnnlab.data import InMemoryDataset, write_idx
 from cnnlab.data import datasets as ds
+from cnnlab.train import RunConfig
 
 torch.set_num_threads(1)  # pytest-xdist runs one worker per core
 
@@ -24,6 +25,12 @@ def make_images(n: int, num_classes: int = 10, size: int = 28, seed: int = 0):
     for i, r in enumerate(rows):
         images[i, r:r + 3, 4:size - 4] = 230
     return images, labels.to(torch.uint8)
+
+
+def run_config(model: str, **train) -> RunConfig:
+    """A quiet fp32 config for ``model`` (no plot, no TensorBoard); ``train`` sets train.* keys."""
+    return RunConfig.from_dict({"model": {"name": model}, "train": {
+        "precision": "fp32", "plot": False, "tensorboard": False, **train}})
 
 
 @pytest.fixture

@@ -25,16 +25,13 @@ from cnnlab.train import trainer as trainer_module
 from cnnlab.train.checkpoint import DiskFullError, RunFinished
 from cnnlab.train.trainer import TrainingDiverged, TrainingInterrupted
 
+from ..conftest import run_config
+
 
 def _config(epochs: int = 2, **train) -> RunConfig:
-    config = RunConfig()
-    config.model.name = "lenet5"
-    t = config.train
-    t.epochs, t.batch_size, t.checkpoint_every, t.deterministic = epochs, 64, 2, True
-    t.precision, t.tensorboard, t.plot, t.eval_batch_size = "fp32", False, True, 80
-    for key, value in train.items():
-        setattr(t, key, value)
-    return config
+    return run_config("lenet5", **{"epochs": epochs, "batch_size": 64, "checkpoint_every": 2,
+                                   "deterministic": True, "plot": True, "eval_batch_size": 80,
+                                   **train})
 
 
 def _run(out, data, config=None, **kwargs) -> Trainer:

@@ -11,15 +11,12 @@ from cnnlab.train import RunConfig, Trainer
 from cnnlab.train.optim import EMA, lr_factor
 from cnnlab.train.recipes import RECIPES, recipe_config
 
+from ..conftest import run_config
+
 
 def _config(**train):
-    config = RunConfig()
-    config.model.name = "lenet5_modern"
-    config.train.epochs, config.train.batch_size, config.train.precision = 2, 32, "fp32"
-    config.train.plot = False
-    for key, value in train.items():
-        setattr(config.train, key, value)
-    return config
+    return run_config("lenet5_modern", **{"epochs": 2, "batch_size": 32, "tensorboard": True,
+                                          **train})
 
 
 def test_onecycle_and_step_schedules():

@@ -11,6 +11,8 @@ from cnnlab.models.fastnet import WhiteningConv
 from cnnlab.train import RunConfig, Trainer
 from cnnlab.train.optim import Lookahead, lookahead_decay
 
+from ..conftest import run_config
+
 
 class _Tiny(nn.Module):
     def __init__(self) -> None:
@@ -49,17 +51,7 @@ def test_lookahead_matches_the_hand_computation():
 
 
 def _config(**train):
-    config = RunConfig()
-    config.model.name = "fastnet_s"
-    config.train.epochs = 2
-    config.train.batch_size = 64
-    config.train.lr = 0.05
-    config.train.precision = "fp32"
-    config.train.plot = False
-    config.train.tensorboard = False
-    for key, value in train.items():
-        setattr(config.train, key, value)
-    return config
+    return run_config("fastnet_s", **{"epochs": 2, "batch_size": 64, "lr": 0.05, **train})
 
 
 def test_trainer_lookahead_leaves_the_slow_weights_in_the_model_and_resumes(tmp_path, tiny_dataset):

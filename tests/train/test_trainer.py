@@ -9,17 +9,12 @@ from cnnlab.train import RunConfig, Trainer, apply_overrides, load_run_model, re
 from cnnlab.train.checkpoint import METRICS_COLUMNS
 from cnnlab.train.trainer import lr_factor
 
+from ..conftest import run_config
+
 
 def _config(**train):
-    config = RunConfig()
-    config.model.name = "lenet5_modern"
-    config.train.epochs = 4
-    config.train.batch_size = 32
-    config.train.lr = 0.05
-    config.train.precision = "fp32"
-    for key, value in train.items():
-        setattr(config.train, key, value)
-    return config
+    return run_config("lenet5_modern", **{"epochs": 4, "batch_size": 32, "lr": 0.05, "plot": True,
+                                          "tensorboard": True, **train})
 
 
 def test_training_reduces_loss_and_writes_the_run(tmp_path, tiny_dataset):
