@@ -18,8 +18,13 @@ from cnnlab.train.checkpoint import load_weights
 def test_tiny_grid_measures_every_width_and_size(tmp_path, tiny_idx_dir):
     out = tmp_path / "err"
     settings = {"widths": "2,3", "sizes": "20,60", "n_test": "40", "min_epoch_images": "60"}
+    lines = []
     record = run_experiment(get_experiment("error-sources"), out, "quick", 0, settings,
-                            str(tiny_idx_dir), "cpu", log=None)
+                            str(tiny_idx_dir), "cpu", log=lines.append)
+    # the log counts distinct images, not the repeats that fill an epoch
+    assert any(line.startswith("  w2-n20: 20 images (repeated to 60 per epoch) x 1 epoch")
+               for line in lines), lines
+    assert any(line.startswith("  w2-n60: 60 images x 1 epoch") for line in lines), lines
     n = record["numbers"]
     assert [(c["width"], c["n_train"]) for c in n["cells"]] == [(2, 20), (2, 60), (3, 20), (3, 60)]
     assert n["long_size"] == 60 and [c["epochs"] for c in n["long"]] == [2, 2]  # 1 epoch x 2

@@ -47,7 +47,7 @@ def run(ctx: LabContext) -> Outcome:
             longer = epochs != s["epochs"]
             ctx.train(model, f"w{width}-n{n}" + ("-long" if longer else ""),
                       repeat_to(train, s["min_epoch_images"]), test, epochs, s["lr"],
-                      s["batch_size"], seed_offset=i)
+                      s["batch_size"], seed_offset=i, distinct=len(train))
             model = model.float().cpu()
             seen = train.subset(range(min(len(train), s["n_test"])))  # balanced: a prefix
             row = dict(width=width, params=sum(p.numel() for p in model.parameters()), n_train=n,
