@@ -90,21 +90,24 @@ TECHNIQUES: dict[str, Callable[[RunConfig], list[str] | None]] = {
 }
 
 
-def run_recipe(bench: Bench, name: str, overrides: list[str]) -> tuple[float, list[dict], int]:
+def run_recipe(bench: Bench, name: str, overrides: list[str]) -> tuple[float, list[dict], RunConfig]:
     """One fresh ``cnnlab train --recipe name --set ...`` process: (wall seconds, metrics rows,
-    training images per epoch)."""
+    the run's resolved config)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         command = [sys.executable, "-m", "cnnlab.cli", "train", "--recipe", name, "--out", str(out),
                    "--no-progress", *(a for kv in overrides for a in ("--set", kv))]
         wall = bench.time_call(lambda: subprocess.run(command, check=True))
-        rows = read_metrics(out / "metrics.csv")
-        config = load_run_config(out)
+        return wall, read_metrics(out / "metrics.csv"), load_run_config(out)
+
+
+def images_per_epoch(config: RunConfig) -> int:
+    """The training images of one epoch of ``config``'s run (its labels-per-class subset)."""
     d = config.data
     train_set = load_dataset(d.name, "train", **d.loader_kwargs())
     if d.labels_per_class:  # the subset the Trainer trained on
         train_set = labels_per_class(train_set, d.labels_per_class, d.subset_seed)
-    return wall, rows, len(train_set)
+    return len(train_set)
 
 
 def _final(rows: list[dict]) -> float:
@@ -139,7 +142,8 @@ def main() -> None:
         target, budget = GOALS[name]
         reference = None
         if not (args.ablate and args.no_reference):
-            wall, rows, per_epoch = run_recipe(bench, name, args.overrides)
+            wall, rows, run_config = run_recipe(bench, name, args.overrides)
+            per_epoch = images_per_epoch(run_config)
             reference = _final(rows)
             hit = next((r for r in rows if r["test_acc"] is not None and r["test_acc"] >= target),
                        None)

@@ -10,6 +10,14 @@ are reported, with the median of the per-round ratios.
 
     python benchmarks/bench_train_speed.py [--models lenet5 resnet20 resnet18] [--images 2560]
     python benchmarks/bench_train_speed.py --bare   # the bare step's ceiling: fp32 vs bf16
+    python benchmarks/bench_train_speed.py --profile --models fmnist-fast --batch 512
+
+``--profile``: where the time of a bare fp32 NCHW training step goes (forward, backward, SGD step;
+torch.profiler over 5 steps after 3 warm-up ones), by kind of operation, and the convolutions'
+throughput (2 FLOPs per multiply-add of the forward, counted by ``cnnlab.summary``, times 3 for the
+forward and the two backward products: a slight over-count, as no gradient of the input image
+is computed). A name in ``--models`` may be a recipe's: its model with
+the recipe's options.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _harness import Bench, Sample, add_arguments, figure, ratio, textbook_loop, times
+from _harness import Bench, Figure, Sample, add_arguments, figure, ratio, textbook_loop, times
 
 from cnnlab.data import load_dataset
 from cnnlab.data.datasets import find_idx_dir
@@ -63,6 +71,48 @@ def cnnlab_path(name: str, train_set, test_set, batch: int, out: Path) -> tuple[
     return rate, trainer.precision.describe()
 
 
+# The kinds of operation a profiled step is split into: (kind, substrings of aten op names).
+OP_KINDS = (("convolution", ("convolution",)), ("max pooling", ("max_pool",)),
+            ("BatchNorm", ("batch_norm",)))
+
+
+def profile_step(bench: Bench, names: list[str], batch: int, steps: int = 5) -> None:
+    """Self CPU time of a bare fp32 NCHW training step (the textbook loop's, on random images) by
+    kind of operation (see the docstring)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    import cnnlab
+    from cnnlab.train.recipes import RECIPES, recipe_config
+
+    table = bench.table("model", "step ms", *(kind for kind, _ in OP_KINDS), "other",
+                        "convolution GFLOP/s",
+                        title=f"where a bare fp32 NCHW training step goes, batch {batch} at 28 px "
+                              f"(share of self CPU time over {steps} profiled steps)")
+    for name in names:
+        torch.manual_seed(0)
+        kwargs = dict(name=name, num_classes=10, in_chans=1, input_size=28)
+        if name in RECIPES:
+            kwargs.update({k: v for k, v in recipe_config(name).model.create_kwargs().items()
+                           if v is not None})
+        model = create_model(**kwargs)
+        batches = [(torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,)))]
+        textbook_loop(model, batches * 3)  # warm-up: the same step, unprofiled
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            wall = batch / textbook_loop(model, batches * steps)  # seconds a step
+        spent = dict.fromkeys([kind for kind, _ in OP_KINDS] + ["other"], 0.0)
+        for event in prof.key_averages():
+            if not event.key.startswith("aten::"):
+                continue
+            kind = next((k for k, keys in OP_KINDS if any(s in event.key for s in keys)), "other")
+            spent[kind] += event.self_cpu_time_total / 1e6 / steps  # seconds a step
+        total = sum(spent.values())
+        macs = sum(r.self_macs for r in cnnlab.summary(model, (1, 28, 28), batch_size=batch).rows
+                   if "Conv" in r.type)
+        table.row(name, Figure(f"{1e3 * wall:,.0f}"),
+                  *(f"{spent[k] / total:.0%}" for k in spent),
+                  Figure(f"{3 * 2 * macs / spent['convolution'] / 1e9:.0f}"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["lenet5", "resnet20", "resnet18"])
@@ -71,9 +121,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--bare", action="store_true",
                         help="instead: time a bare forward + backward, fp32 NCHW vs bf16 + channels_last")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: where a bare fp32 training step's time goes (see above)")
     add_arguments(parser)
     args = parser.parse_args()
     bench = Bench.from_args(args)
+    if args.profile:
+        profile_step(bench, args.models, args.batch)
+        bench.finish()
+        return
     if args.bare:
         table = bench.table("model", "fp32 NCHW ms", "bf16 CL ms", "ratio",
                             title="bare forward + backward, batch "

@@ -123,12 +123,7 @@ class _Tracer(FastMeta):
         if kwargs:
             flat_in += tensors_in(kwargs)
         field_, exact = propagate(func, args, kwargs, out, self.field, flat_in, self.memo)
-        exact_in = True
-        for a in flat_in:
-            tag = getattr(a, "_cnnlab_field", None)
-            if tag is not None and tag[0] is self and not tag[2]:
-                exact_in = False
-                break
+        exact_in = all(self.exact(a) for a in flat_in)
         outs = tensors_in(out)
         if field_ is not None:
             exact = exact and exact_in

@@ -46,7 +46,11 @@ def random_flip(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
     """Mirror the width axis of each image with probability ``p``."""
     if p <= 0:
         return x
-    flip = torch.rand(len(x), generator=g, device=x.device) < p
+    return _mirror_where(x, torch.rand(len(x), generator=g, device=x.device) < p)
+
+
+def _mirror_where(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """The images of ``x`` (B, C, H, W) mirrored where ``flip`` (B,) is True."""
     return torch.where(flip[:, None, None, None], TF.horizontal_flip(x), x)
 
 
@@ -70,8 +74,7 @@ def alternate_flip(x: torch.Tensor, p: float, index: torch.Tensor, epoch: int,
     if p <= 0:
         return x
     start = _hash_uniform(index.to(x.device), seed) < p
-    flip = start ^ bool(epoch % 2)
-    return torch.where(flip[:, None, None, None], TF.horizontal_flip(x), x)
+    return _mirror_where(x, start ^ bool(epoch % 2))
 
 
 def affine(x: torch.Tensor, degrees: torch.Tensor | float, scale: torch.Tensor | float = 1.0,

@@ -28,7 +28,7 @@ from cnnlab.device import Precision
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate.metrics import EvalResult, result_from_probabilities
 from cnnlab.evaluate.predict import predict
-from cnnlab.evaluate.tta import average_probabilities, view_weights
+from cnnlab.evaluate.tta import average_probabilities, view_mean, view_weights
 
 COMBINE_MODES = ("prob", "logit")
 
@@ -44,9 +44,7 @@ def combine_predictions(member_logits: Sequence[torch.Tensor], combine: str = "p
     stacked = [z if z.ndim == 3 else z.unsqueeze(0) for z in member_logits]  # each (V, N, C)
     if combine == "prob":
         return torch.stack([average_probabilities(z.float(), weights) for z in stacked]).mean(0)
-    w = [torch.full((len(z),), 1 / len(z)) if weights is None else weights for z in stacked]
-    return torch.stack([torch.einsum("v,vnc->nc", wz.to(z.device), z.float())
-                        for wz, z in zip(w, stacked)]).mean(0).softmax(-1)
+    return torch.stack([view_mean(z.float(), weights) for z in stacked]).mean(0).softmax(-1)
 
 
 @dataclass

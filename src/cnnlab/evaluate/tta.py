@@ -110,14 +110,19 @@ def tta_views(images: torch.Tensor, mode: str, crop_size: int,
     return views.contiguous()
 
 
+def view_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(V, N, classes) -> (N, classes): the mean over views, weighted by ``weights`` (V,) when
+    given (:func:`view_weights`), else equal."""
+    if weights is None:
+        return values.mean(0)
+    return torch.einsum("v,vnc->nc", weights.to(values), values)
+
+
 def average_probabilities(logits: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """(V, N, classes) logits -> (N, classes): the mean over views of softmax(logits), weighted
     by ``weights`` (V,) when given (:func:`view_weights`) — the one way views are combined, in
     training (``train.tta_flip``), ``cnnlab evaluate`` and ensembles."""
-    probs = logits.softmax(-1)
-    if weights is None:
-        return probs.mean(0)
-    return torch.einsum("v,vnc->nc", weights.to(probs), probs)
+    return view_mean(logits.softmax(-1), weights)
 
 
 class FlipTTA(nn.Module):
