@@ -33,7 +33,7 @@ from _harness import Bench, Figure, Sample, add_arguments, figure, ratio, textbo
 
 from cnnlab.data import load_dataset
 from cnnlab.data.datasets import find_idx_dir
-from cnnlab.device import measure_cpu_precision
+from cnnlab.device import Precision, measure_cpu_precision
 from cnnlab.models import create_model
 from cnnlab.train import RunConfig, Trainer
 
@@ -138,7 +138,9 @@ def main() -> None:
             torch.manual_seed(0)
             model = create_model(name, num_classes=10, in_chans=1, input_size=28)
             images, labels = torch.randn(args.batch, 1, 28, 28), torch.randint(0, 10, (args.batch,))
-            _, measured = measure_cpu_precision(model, images, labels, repeats=5)
+            cpu = torch.device("cpu")
+            _, measured = measure_cpu_precision(model, images, labels, repeats=5, candidates={
+                "fp32": Precision(cpu, "fp32", False), "bf16": Precision(cpu, "bf16", True)})
             fp32, bf16 = (Sample((measured[k],)) for k in ("fp32", "bf16"))
             table.row(name, figure(fp32.scaled(1e3), ",.0f"), figure(bf16.scaled(1e3), ",.0f"),
                       times(ratio(fp32, bf16)))

@@ -98,19 +98,34 @@ def resolve_precision(device: str | torch.device = "auto", precision: str = "aut
     return Precision(dev, precision, channels_last)
 
 
-def measure_cpu_precision(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                          repeats: int = 5, timer=None) -> tuple[Precision, dict[str, float]]:
-    """Time training steps (forward, backward) of copies of ``model`` in bf16 + channels_last and
-    in fp32 NCHW, interleaved in this process so that a shared CPU's load hits both alike; return
-    the faster and the seconds per step of each (the minimum over ``repeats``: load only ever
-    adds time, so the minimum is the least disturbed measurement).
+def cpu_candidates(channels_last: bool | None = None) -> dict[str, Precision]:
+    """The CPU's numeric paths that ``auto`` chooses among: fp32 NCHW, fp32 channels_last and,
+    where oneDNN has bf16 kernels, bf16 + channels_last; only those of one memory format when
+    ``channels_last`` is given."""
+    cpu = torch.device("cpu")
+    candidates = {"fp32": Precision(cpu, "fp32", False),
+                  "fp32 channels_last": Precision(cpu, "fp32", True)}
+    if cpu_supports_bf16():
+        candidates["bf16"] = Precision(cpu, "bf16", True)
+    if channels_last is None:
+        return candidates
+    return {k: p for k, p in candidates.items() if p.channels_last == channels_last}
 
-    Small nets (LeNet-5) can run faster in fp32: bf16's casts cost more than its kernels save.
+
+def measure_cpu_precision(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                          repeats: int = 5, timer=None,
+                          candidates: dict[str, Precision] | None = None,
+                          ) -> tuple[Precision, dict[str, float]]:
+    """Time training steps (forward, backward) of copies of ``model`` on each of ``candidates``
+    (default :func:`cpu_candidates`), interleaved in this process so that a shared CPU's load
+    hits all alike; return the fastest and the seconds per step of each (the minimum over
+    ``repeats``: load only ever adds time, so the minimum is the least disturbed measurement).
+
+    Small nets (LeNet-5) can run faster in fp32: bf16's casts cost more than its kernels save;
+    which memory format is faster in fp32 depends on the network (BENCHMARKS.md).
     ``timer``: the clock (``time.perf_counter``; tests pass a fake one).
     """
     import torch.nn.functional as F
-
-    cpu = torch.device("cpu")
 
     def step(model: torch.nn.Module, x: torch.Tensor, p: Precision) -> None:
         with p.autocast():
@@ -119,28 +134,23 @@ def measure_cpu_precision(model: torch.nn.Module, images: torch.Tensor, labels: 
             loss = F.cross_entropy(logits.float(), labels)
         loss.backward()
 
-    candidates = {"bf16": Precision(cpu, "bf16", True), "fp32": Precision(cpu, "fp32", False)}
-    return _fastest(model, images, candidates, step, repeats, training=True, timer=timer)
+    return _fastest(model, images, candidates or cpu_candidates(), step, repeats, training=True,
+                    timer=timer)
 
 
 def measure_cpu_inference(model: torch.nn.Module, images: torch.Tensor, repeats: int = 2
                           ) -> tuple[Precision, dict[str, float]]:
     """Like :func:`measure_cpu_precision` for forward passes without gradients (a frozen backbone
     computing cached features): fp32 NCHW, fp32 channels_last and, where oneDNN has bf16 kernels,
-    bf16 channels_last. Depthwise convolutions (EfficientNet) run 1.7x faster in channels_last
-    even in fp32 on an AVX2 CPU (BENCHMARKS.md)."""
-    cpu = torch.device("cpu")
+    bf16 channels_last (:func:`cpu_candidates`). Depthwise convolutions (EfficientNet) run 1.7x
+    faster in channels_last even in fp32 on an AVX2 CPU (BENCHMARKS.md)."""
 
     @torch.no_grad()
     def step(model: torch.nn.Module, x: torch.Tensor, p: Precision) -> None:
         with p.autocast():
             model(x)
 
-    candidates = {"fp32": Precision(cpu, "fp32", False),
-                  "fp32 channels_last": Precision(cpu, "fp32", True)}
-    if cpu_supports_bf16():
-        candidates["bf16"] = Precision(cpu, "bf16", True)
-    return _fastest(model, images, candidates, step, repeats, training=False)
+    return _fastest(model, images, cpu_candidates(), step, repeats, training=False)
 
 
 def _fastest(model: torch.nn.Module, images: torch.Tensor, candidates: dict[str, Precision],

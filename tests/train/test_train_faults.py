@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cnnlab import device
 from cnnlab.errors import ConfigError
 from cnnlab.train import RunConfig, Trainer, read_metrics
 from cnnlab.train import checkpoint as ckpt
@@ -336,18 +337,43 @@ def test_the_probe_keeps_the_minimum_of_interleaved_steps_on_a_fake_timer():
 def _fake_probe(result: str, calls: list):
     from cnnlab.device import Precision
 
-    def probe(model, images, labels, repeats=5, timer=None):
+    def probe(model, images, labels, repeats=5, timer=None, candidates=None):
         calls.append(repeats)
         return Precision(torch.device("cpu"), result, result == "bf16"), {"bf16": 0.0031,
                                                                           "fp32": 0.0008}
     return probe
 
 
+def test_auto_without_bf16_kernels_times_both_fp32_layouts(tmp_path, tiny_dataset, monkeypatch):
+    """On a CPU without bf16 kernels `auto` still measures: fp32 NCHW against fp32 channels_last
+    (the faster one depends on the network); a given train.channels_last leaves one path, which
+    is then taken without a probe."""
+    monkeypatch.setattr(device, "cpu_supports_bf16", lambda: False)
+    seen = []
+
+    def probe(model, images, labels, repeats=5, timer=None, candidates=None):
+        seen.append(candidates)
+        return None, {"fp32": 0.0030, "fp32 channels_last": 0.0021}
+
+    monkeypatch.setattr(trainer_module, "measure_cpu_precision", probe)
+    lines = []
+    config = _config(epochs=1, deterministic=False, precision="auto")
+    trainer = Trainer(config, tmp_path / "a", *tiny_dataset, progress=False, log=lines.append)
+    assert list(seen[0]) == ["fp32", "fp32 channels_last"]
+    assert (trainer.precision.name, trainer.precision.channels_last) == ("fp32", True)
+    assert any(line.endswith("-> fp32 channels_last; recorded in the run, a resume keeps it")
+               for line in lines), lines
+    config.train.channels_last = False
+    pinned = Trainer(config, tmp_path / "b", *tiny_dataset, progress=False, log=None)
+    assert len(seen) == 1 and (pinned.precision.name, pinned.precision.channels_last) == ("fp32",
+                                                                                         False)
+
+
 def test_auto_precision_is_recorded_and_a_resume_never_probes(tmp_path, tiny_dataset, monkeypatch):
     import json
 
     calls, lines = [], []
-    monkeypatch.setattr(trainer_module, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_supports_bf16", lambda: True)
     monkeypatch.setattr(trainer_module, "measure_cpu_precision", _fake_probe("fp32", calls))
     config = _config(epochs=1, deterministic=False, precision="auto")
     Trainer(config, tmp_path, *tiny_dataset, progress=False, log=lines.append).fit()

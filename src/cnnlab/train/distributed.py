@@ -74,11 +74,16 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     """Rank 0's value of ``flag`` on every process (e.g. the early-stopping decision)."""
+    return bool(broadcast_int(int(flag), info))
+
+
+def broadcast_int(value: int, info: DistInfo) -> int:
+    """Rank 0's ``value`` on every process (e.g. which numeric path ``auto`` measured fastest)."""
     if not info.enabled:
-        return flag
-    t = torch.tensor([int(flag)])
+        return value
+    t = torch.tensor([value])
     dist.broadcast(t, 0)
-    return bool(t.item())
+    return int(t.item())
 
 
 def cleanup(info: DistInfo) -> None:

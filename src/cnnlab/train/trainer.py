@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from cnnlab.data.augment import Augmenter, rgb_eigen
 from cnnlab.data.datasets import InMemoryDataset, labels_per_class, load_dataset
 from cnnlab.data.loader import InMemoryLoader, normalize
-from cnnlab.device import Precision, cpu_supports_bf16, measure_cpu_precision, resolve_precision
+from cnnlab.device import Precision, cpu_candidates, measure_cpu_precision, resolve_precision
 from cnnlab.evaluate.metrics import EvalResult, evaluate_model
 from cnnlab.evaluate.tta import FlipTTA  # noqa: F401  (importable from here, its former home)
 from cnnlab.models import create_model, list_models
@@ -301,24 +301,31 @@ class Trainer:
 
     def _choose_precision(self, model: nn.Module, device: torch.device,
                           config: RunConfig) -> Precision:
-        """``auto`` on a CPU with bf16 kernels: time both paths on a real batch, keep the faster."""
+        """``auto`` on the CPU: time its numeric paths (:func:`~cnnlab.device.cpu_candidates`, of
+        ``train.channels_last``'s memory format when that is set) on a real batch, keep the
+        fastest; every rank takes rank 0's choice."""
         t = config.train
         if t.deterministic:
             return Precision(device, "fp32", False)
-        if t.precision != "auto" or device.type != "cpu" or not cpu_supports_bf16():
+        if t.precision != "auto" or device.type != "cpu":
             return resolve_precision(device, t.precision, t.channels_last)
+        candidates = cpu_candidates(t.channels_last)
+        if len(candidates) == 1:  # nothing to choose between
+            return next(iter(candidates.values()))
         self.loader.set_epoch(0)
         images, labels = next(iter(InMemoryLoader(self.train_set, min(t.batch_size, 128),
                                                   prefetch=0)))
-        chosen, times = measure_cpu_precision(model, images, labels.view(-1), PROBE_REPEATS)
-        if distributed.broadcast_flag(chosen.name == "bf16", self.dist) != (chosen.name == "bf16"):
-            chosen = resolve_precision(device, "fp32" if chosen.name == "bf16" else "bf16")  # rank 0's
+        _, times = measure_cpu_precision(model, images, labels.view(-1), PROBE_REPEATS,
+                                         candidates=candidates)
+        names = list(candidates)
+        fastest = names[distributed.broadcast_int(names.index(min(times, key=times.get)),
+                                                  self.dist)]
         self.probe = dict(times)
         self.log("precision auto: measured " + ", ".join(
             f"{k} {1e3 * v:.1f} ms/step" for k, v in times.items())
-            + f" (best of {PROBE_REPEATS}, interleaved) -> {chosen.name}; recorded in the run, "
+            + f" (best of {PROBE_REPEATS}, interleaved) -> {fastest}; recorded in the run, "
             f"a resume keeps it")
-        return chosen
+        return candidates[fastest]
 
     def loss(self, outputs, targets: torch.Tensor) -> torch.Tensor:
         """The training loss of the model's outputs (``loss_fn``; see :func:`default_loss`)."""
