@@ -20,7 +20,7 @@ from cnnlab.errors import ConfigError
 
 EXAMPLE = """examples:
   cnnlab train lenet5 --data fashion-mnist --epochs 8 --seed 0 --out runs/lenet
-  cnnlab train --recipe fmnist-fast --out runs/fast          # one epoch: ~91.5% in ~80 s on 2 cores
+  cnnlab train --recipe fmnist-fast --out runs/fast          # one epoch: ~91.5% in ~65 s on 2 cores
   cnnlab train --recipe fmnist-best --show                   # print the resolved config
   cnnlab train resnet20 --config my.yaml --set augment.flip=0.5 --out runs/r20
   cnnlab train --resume runs/r20                             # continue a killed run

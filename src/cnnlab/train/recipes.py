@@ -35,12 +35,13 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("fmnist-fast", "Fashion-MNIST >= 94% test accuracy in <= 60 s on a 2-core CPU", dict(
         model=dict(name="fastnet_s", options=dict(AIRBENCH_MODEL)),
         data=dict(name="fashion-mnist"),
-        # one epoch: the budget's size on a 2-core AVX2 CPU in fp32 (about 1,050 training img/s).
+        # one epoch: the budget's size on a 2-core AVX2 CPU in fp32 (900-1,350 training img/s).
         # Measured there (1 epoch, 2026-12-01, load < 2): batch 512 89.98% in 79 s, batch 256
         # 90.97% in 81 s, batch 128 91.20% in 83 s, lr 0.4 at 256 90.65%; without the airbench
         # model options 88.37% in 131 s (the 24-channel 3x3 stem at 28x28 costs more than the
         # whitening's 8 channels at 27x27); 4 epochs with shift TTA 93.17% in 301 s. Without the
-        # 1-pixel crop: 91.55% (seeds 0, 1, 2: 91.55, 91.55, 91.31%) in 83 s
+        # 1-pixel crop: 91.55% (seeds 0, 1, 2: 91.55, 91.55, 91.31%); with `auto` taking fp32
+        # channels_last, 91.47% in 63 s (idle)
         train=dict(epochs=1, batch_size=256, optimizer="sgd", lr=0.8, momentum=0.85,
                    nesterov=True, weight_decay=5e-4, bias_lr_scale=32.0, schedule="onecycle",
                    warmup_epochs=0.5, label_smoothing=0.2, lookahead_every=5, tta_flip=True,
@@ -52,9 +53,9 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         model=dict(name="fastnet_s", options=dict(AIRBENCH_MODEL)),
         data=dict(name="fashion-mnist"),
         # twelve epochs of fastnet_s: what 15 minutes hold on a 2-core AVX2 CPU in fp32 (fastnet_m
-        # trains at a quarter of the speed: 4 epochs). Measured there (2026-12-01, load ~2):
-        # 94.39% in 837 s (92.31% at epoch 8); the old recipe (fastnet_m, 14 epochs, no airbench
-        # options) scored 95.02% in 23 min on a faster CPU
+        # trains at a quarter of the speed: 4 epochs). Measured there (2026-12-01, idle, fp32
+        # channels_last): 94.39% in 704 s (92.31% at epoch 8); the old recipe (fastnet_m, 14
+        # epochs, no airbench options) scored 95.02% in 23 min on a faster CPU
         train=dict(epochs=12, batch_size=256, optimizer="sgd", lr=0.8, momentum=0.85,
                    nesterov=True, weight_decay=5e-4, bias_lr_scale=32.0, schedule="onecycle",
                    warmup_epochs=1.0, label_smoothing=0.2, lookahead_every=5, tta_flip=True,
