@@ -3,10 +3,11 @@
 Baseline ("textbook"): torchvision.datasets.FashionMNIST + transforms.ToTensor + DataLoader
 (shuffle, num_workers=0, the default) feeding an fp32 NCHW model with SGD + momentum.
 cnnlab: ``Trainer.train_epoch`` — one uint8 tensor in memory, batches sliced and normalised on
-the device by a background producer, precision chosen by ``auto`` (measured: bf16 + channels_last
-or fp32 NCHW). Both train the same architecture on the same number of images with the same batch;
-the two are alternated (``--rounds``, benchmarks/_harness.py) and the median and spread of each
-are reported, with the median of the per-round ratios.
+the device by a background producer, precision chosen by ``auto`` (measured: fp32 NCHW, fp32
+channels_last, or bf16 + channels_last where oneDNN has bf16 kernels). Both train the same
+architecture on the same number of images with the same batch; the two are alternated
+(``--rounds``, benchmarks/_harness.py) and the median and spread of each are reported, with
+the median of the per-round ratios.
 
     python benchmarks/bench_train_speed.py [--models lenet5 resnet20 resnet18] [--images 2560]
     python benchmarks/bench_train_speed.py --bare   # the bare step's ceiling: fp32 vs bf16
